@@ -1,0 +1,1 @@
+"""Orchestration around the `unlearn` library: DVC stages, MLflow tracking, the Prefect flow."""

@@ -1,0 +1,223 @@
+"""One function per DVC stage: read params + inputs, call the library, write outputs
+atomically, log to MLflow. The graph itself lives only in dvc.yaml."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from pipeline.tracking import StageRun
+from unlearn.config import Params
+from unlearn.errors import DataError
+from unlearn.io import file_sha256, load_indices, load_tensors, read_json, save_indices, save_tensors, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+PREPARED = Path("data/prepared")
+IMAGES = PREPARED / "images.pt"
+META = PREPARED / "meta.json"
+SPLITS = ("train", "test", "forget", "remain")
+MODELS_DIR = Path("data/models")
+METRICS_DIR = Path("metrics")
+PLOTS_DIR = Path("plots")
+REPORTS_DIR = Path("reports")
+CACHE_DIR = Path("data/cache")
+
+
+def split_path(name: str) -> Path:
+    return PREPARED / f"{name}.npy"
+
+
+def model_path(name: str) -> Path:
+    return MODELS_DIR / f"{name}.pt"
+
+
+def metrics_path(name: str) -> Path:
+    return METRICS_DIR / f"{name}.json"
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+# ---------------------------------------------------------------- prepare
+
+def prepare(params: Params, run: StageRun) -> None:
+    """Decode the dataset to uint8 tensors and write the seeded splits as index files."""
+    from unlearn.data import load_dataset, make_splits
+
+    cfg = params.data
+    data = load_dataset(cfg.dataset, root=cfg.root, path=cfg.path, download=cfg.download, cache_dir=CACHE_DIR)
+    splits = make_splits(data.labels.numpy(), seed=params.seed, forget=cfg.forget,
+                         test_start=data.test_start, test_fraction=cfg.test_fraction)
+    train_pixels = data.images[torch.as_tensor(splits.train)].float().div_(255)
+    mean = train_pixels.mean(dim=(0, 2, 3)).tolist()
+    std = train_pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    save_tensors(IMAGES, {"images": data.images, "labels": data.labels})
+    for name, idx in splits.as_dict().items():
+        save_indices(split_path(name), idx)
+    meta = {
+        "dataset": cfg.dataset,
+        "classes": list(data.classes),
+        "shape": list(data.images.shape[1:]),
+        "mean": mean,
+        "std": std,
+        "counts": {name: int(len(idx)) for name, idx in splits.as_dict().items()},
+        "sha256": {path.name: file_sha256(path) for path in [IMAGES, *map(split_path, SPLITS)]},
+    }
+    write_json(META, meta)
+    log.info("prepared %s: %s", cfg.dataset, meta["counts"])
+    run.log_metrics({f"n_{name}": count for name, count in meta["counts"].items()})
+    run.set_tags({"data.sha256": meta["sha256"]["images.pt"]})
+    for path in [META, *map(split_path, SPLITS)]:
+        run.log_artifact(path, "splits")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    images: torch.Tensor
+    labels: torch.Tensor
+    splits: dict[str, np.ndarray]
+    meta: dict
+
+
+def load_prepared() -> Prepared:
+    """The prepare stage's outputs, checked against each other."""
+    meta = read_json(META)
+    blob = load_tensors(IMAGES)
+    images, labels = blob["images"], blob["labels"]
+    splits = {name: load_indices(split_path(name)) for name in SPLITS}
+    for name, idx in splits.items():
+        if len(idx) != meta["counts"][name] or (len(idx) and idx.max() >= len(labels)):
+            raise DataError(f"{split_path(name)}: does not match {IMAGES} and {META}; re-run `dvc repro prepare`")
+    return Prepared(images, labels, splits, meta)
+
+
+# ---------------------------------------------------------------- train / retrain
+
+def train(params: Params, run: StageRun) -> None:
+    """The original model: the recipe of ``train`` on all of train."""
+    _fit("original", "train", params, run)
+
+
+def retrain(params: Params, run: StageRun) -> None:
+    """The gold standard: the same recipe from scratch on remain only."""
+    _fit("retrain", "remain", params, run)
+
+
+def _fit(name: str, split: str, params: Params, run: StageRun) -> None:
+    from unlearn.models import create_model
+    from unlearn.training import EpochStats, train_
+
+    data = load_prepared()
+    model = _build_model(params, data.meta)
+    idx = torch.as_tensor(data.splits[split])
+    rows: list[EpochStats] = []
+
+    def on_epoch(stats: EpochStats) -> None:
+        rows.append(stats)
+        log.info("%s epoch %d/%d: loss %.4f, acc %.2f%%, %.0f img/s", name, stats.epoch, params.train.epochs,
+                 stats.loss, stats.accuracy, stats.images_per_s)
+        run.log_metrics({"train_loss": stats.loss, "train_acc": stats.accuracy, "lr": stats.lr,
+                         "images_per_s": stats.images_per_s}, step=stats.epoch)
+
+    generator = torch.Generator().manual_seed(params.seed)
+    train_(model, data.images[idx], data.labels[idx], params.train, generator=generator,
+           on_epoch=on_epoch, progress=_progress())
+    save_tensors(model_path(name), model.state_dict())
+    curve = PLOTS_DIR / "train" / f"{name}.csv"
+    write_text(curve, _csv(["epoch", "loss", "accuracy", "lr"],
+                           [[r.epoch, f"{r.loss:.6f}", f"{r.accuracy:.4f}", f"{r.lr:.6g}"] for r in rows]))
+    run.log_artifact(model_path(name), "model")
+    run.log_artifact(curve, "plots")
+
+
+def _build_model(params: Params, meta: dict) -> torch.nn.Module:
+    from unlearn.models import create_model
+
+    return create_model(params.model.name, in_channels=meta["shape"][0], num_classes=len(meta["classes"]),
+                        mean=meta["mean"], std=meta["std"], seed=params.seed, width=params.model.width)
+
+
+def load_model(name: str, params: Params, meta: dict) -> torch.nn.Module:
+    """Rebuild the architecture from params and load ``data/models/<name>.pt`` (weights only)."""
+    model = _build_model(params, meta)
+    state = load_tensors(model_path(name))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise DataError(f"{model_path(name)}: does not fit model {params.model.name!r} "
+                        f"({str(exc).splitlines()[0]}); re-run the stage that wrote it") from None
+    return model
+
+
+# ---------------------------------------------------------------- evaluate / report
+
+def evaluate(params: Params, run: StageRun, name: str) -> None:
+    """Accuracy (percent) and loss of model ``name`` on forget, remain and test."""
+    from unlearn.evaluation import split_metrics
+
+    data = load_prepared()
+    model = load_model(name, params, data.meta)
+    metrics = split_metrics(model, data.images, data.labels, data.splits, params.evaluate.batch_size)
+    write_json(metrics_path(name), {k: round(v, 4) for k, v in metrics.items()})
+    log.info("%s: %s", name, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    run.log_metrics(metrics)
+    run.log_artifact(metrics_path(name), "metrics")
+
+
+def report(params: Params, run: StageRun, *models: str) -> None:
+    """A Markdown table of every model's metrics beside retrain's, with Avg Gap, and a bar-plot CSV."""
+    from unlearn.evaluation.accuracy import METRIC_KEYS, avg_gap
+
+    names = models or ("original", "retrain")
+    results = {name: read_json(metrics_path(name)) for name in names}
+    reference = results.get("retrain")
+    header = ["model", *METRIC_KEYS, "avg_gap"]
+    rows = []
+    for name, metrics in results.items():
+        gap = avg_gap(metrics, reference) if reference else float("nan")
+        rows.append([name, *(f"{metrics[k]:.2f}" for k in METRIC_KEYS), f"{gap:.2f}"])
+    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                      + ["| " + " | ".join(row) + " |" for row in rows])
+    text = ("# Results\n\nAccuracy in percent on each split; `avg_gap` is the mean absolute difference "
+            "to the retrained model (the gold standard; 0 is ideal).\n\n" + table + "\n")
+    write_text(REPORTS_DIR / "results.md", text)
+    bars = [[f"{name} {key.removesuffix('_acc')}", f"{metrics[key]:.4f}"]
+            for name, metrics in results.items() for key in METRIC_KEYS]
+    write_text(REPORTS_DIR / "accuracy.csv", _csv(["model_split", "accuracy"], bars))
+    if reference:
+        run.log_metrics({f"avg_gap.{name}": avg_gap(m, reference) for name, m in results.items()})
+    run.log_artifact(REPORTS_DIR / "results.md", "report")
+    run.log_artifact(REPORTS_DIR / "accuracy.csv", "report")
+
+
+def _csv(header: list[str], rows: list[list]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Stage:
+    fn: Callable
+    sections: tuple[str, ...]  # the params sections the stage reads (dvc.yaml lists the same)
+
+
+STAGES: dict[str, Stage] = {
+    "prepare": Stage(prepare, ("seed", "data")),
+    "train": Stage(train, ("seed", "model", "train")),
+    "retrain": Stage(retrain, ("seed", "model", "train")),
+    "evaluate": Stage(evaluate, ("seed", "model", "evaluate")),
+    "report": Stage(report, ()),
+}

@@ -1,0 +1,138 @@
+"""MLflow tracking: one run per stage execution, nested under the flow's run.
+
+The tracking store defaults to ``sqlite:///mlflow.db`` in the project root and is
+overridden by ``MLFLOW_TRACKING_URI``. Runs carry the DVC stage name, the git
+commit and whether the tree was dirty, the stage's params, its metrics and its
+artifacts. Tracking never stops a stage: if the store is unreachable, the
+stage still writes its outputs and the first failure is reported on stderr, with
+what was not logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "unlearn"
+PARENT_RUN_ENV = "UNLEARN_PARENT_RUN_ID"
+
+
+def tracking_uri(root: Path = Path(".")) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def git_state(root: Path = Path(".")) -> dict[str, str]:
+    """``git.commit`` and ``git.dirty`` of the working tree (``unknown`` outside git)."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git.commit": commit or "unknown", "git.dirty": "unknown" if status is None else str(bool(status)).lower()}
+
+
+def flatten(section: str, value: Any) -> dict[str, Any]:
+    """Nested params -> ``{"train.lr": 0.05, ...}``."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(flatten(f"{section}.{key}", sub))
+        return out
+    return {section: value}
+
+
+def _artifact_location(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
+    return None
+
+
+class StageRun:
+    """An MLflow run for one stage execution; every call is failure-tolerant.
+
+    Use as a context manager; the run ends FINISHED, or FAILED if the stage raised.
+    """
+
+    def __init__(self, stage: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> None:
+        self.stage = stage
+        self.params = params
+        self.tags = dict(tags or {})
+        self.uri = tracking_uri()
+        self._mlflow = None
+        self._run_id: str | None = None
+        self.failed: str | None = None
+        self.not_logged: list[str] = []
+
+    def __enter__(self) -> "StageRun":
+        self._call("start the run", self._start)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        status = "FINISHED" if exc_type is None else "FAILED"
+        self._call("end the run", lambda: self._mlflow.end_run(status=status))
+        if self.failed:
+            log.warning("MLflow (%s): not logged for stage %s: %s. The stage's outputs are written; "
+                        "fix the tracking store and re-run the stage to log it.",
+                        self.uri, self.stage, ", ".join(self.not_logged))
+
+    def _start(self) -> None:
+        import mlflow
+
+        self._mlflow = mlflow
+        mlflow.set_tracking_uri(self.uri)
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+        if mlflow.get_experiment_by_name(name) is None:
+            try:
+                mlflow.create_experiment(name, artifact_location=_artifact_location(self.uri))
+            except mlflow.exceptions.MlflowException:
+                pass  # created concurrently by another stage
+        mlflow.set_experiment(name)
+        tags = {"dvc.stage": self.stage, **git_state(), **self.tags}
+        tags["mlflow.source.git.commit"] = tags["git.commit"]
+        parent = os.environ.get(PARENT_RUN_ENV)
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        run = mlflow.start_run(run_name=self.stage, tags=tags)
+        self._run_id = run.info.run_id
+        flat: dict[str, Any] = {}
+        for section, value in self.params.items():
+            flat.update(flatten(section, value))
+        if flat:
+            mlflow.log_params(flat)
+
+    def _call(self, what: str, fn) -> None:
+        if self.failed:
+            self.not_logged.append(what)
+            return
+        if self._mlflow is None and what != "start the run":
+            self.not_logged.append(what)
+            return
+        try:
+            fn()
+        except Exception as exc:  # tracking must never stop the stage
+            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            self.not_logged.append(what)
+            log.warning("MLflow (%s) failed to %s: %s", self.uri, what, self.failed)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self._call(f"metrics{'' if step is None else f' (step {step})'}",
+                   lambda: self._mlflow.log_metrics(dict(metrics), step=step))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._call(f"artifact {path}", lambda: self._mlflow.log_artifact(str(path), artifact_path))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._call("tags", lambda: self._mlflow.set_tags(dict(tags)))
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id

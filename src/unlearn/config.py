@@ -1,0 +1,247 @@
+"""Typed, validated parameters: params.yaml -> :class:`Params`.
+
+Every knob of the pipeline lives in params.yaml, one section per stage. The file is
+validated once, on load, before any work: the first problem found is raised as a
+:class:`~unlearn.errors.ConfigError` whose message is one line naming the key, the
+bad value and what is allowed, e.g.
+``params.yaml: data.forget.fraction = 1.5: must be in (0, 1)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from unlearn.errors import ConfigError
+
+DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion_mnist")
+
+
+def _interval(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False):
+    """An AfterValidator checking lo <(=) value <(=) hi, with a readable message."""
+    left = "(" if lo_open else "["
+    right = ")" if hi_open else "]"
+    if lo is not None and hi is not None:
+        text = f"must be in {left}{lo}, {hi}{right}"
+    elif lo is not None:
+        text = f"must be {'>' if lo_open else '>='} {lo}"
+    else:
+        text = f"must be {'<' if hi_open else '<='} {hi}"
+
+    def check(value):
+        if value is None:
+            return value
+        below = lo is not None and (value <= lo if lo_open else value < lo)
+        above = hi is not None and (value >= hi if hi_open else value > hi)
+        if below or above:
+            raise ValueError(text)
+        return value
+
+    return AfterValidator(check)
+
+
+PositiveInt = Annotated[int, _interval(1, None)]
+NonNegInt = Annotated[int, _interval(0, None)]
+PositiveFloat = Annotated[float, _interval(0, None, lo_open=True)]
+NonNegFloat = Annotated[float, _interval(0, None)]
+OpenFraction = Annotated[float, _interval(0, 1, lo_open=True, hi_open=True)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ForgetConfig(_Section):
+    """Which training samples are to be forgotten.
+
+    ``random``: a uniformly random subset of train, given as ``fraction`` or ``count``.
+    ``class``: every training sample of the listed ``classes``.
+    """
+
+    mode: Literal["random", "class"] = "random"
+    fraction: Optional[OpenFraction] = 0.1
+    count: Optional[PositiveInt] = None
+    classes: list[NonNegInt] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ForgetConfig":
+        if self.mode == "random":
+            if (self.fraction is None) == (self.count is None):
+                raise ValueError("random mode needs exactly one of fraction or count (set the other to null)")
+            if self.classes:
+                raise ValueError("classes is only used in class mode; set mode: class or classes: []")
+        elif not self.classes:
+            raise ValueError("class mode needs a non-empty list of classes")
+        elif len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes {self.classes} lists a class twice")
+        return self
+
+
+class DataConfig(_Section):
+    """The dataset and its splits.
+
+    ``root`` holds user-provided raw data (torchvision format, an ImageFolder
+    directory ``<root>/<dataset>/{train,test}/<class>/``, or a ``.tar.gz`` of one);
+    ``path`` points at such a folder or tarball explicitly. ``test_fraction`` is
+    used only for datasets without an official test split (digits).
+    """
+
+    dataset: Literal[DATASETS] = "digits"  # type: ignore[valid-type]
+    root: str = "data/raw"
+    path: Optional[str] = None
+    download: bool = False
+    test_fraction: OpenFraction = 0.25
+    forget: ForgetConfig = Field(default_factory=ForgetConfig)
+
+
+def _known_model(name: str) -> str:
+    from unlearn.models import MODELS  # lazy: importing models imports torch
+
+    if name not in MODELS:
+        raise ValueError(f"must be one of: {', '.join(MODELS.names())}")
+    return name
+
+
+class ModelConfig(_Section):
+    """The architecture, by registry name (see :mod:`unlearn.models`)."""
+
+    name: Annotated[str, AfterValidator(_known_model)] = "small_cnn"
+    width: Optional[PositiveInt] = None
+
+
+class TrainConfig(_Section):
+    """The training recipe of the original model (and of retrain, its gold standard).
+
+    The learning rate follows ``schedule`` per epoch: ``constant``; ``step``
+    (multiply by ``gamma`` every ``step_size`` epochs); ``cosine`` (to 0 at the end).
+    ``augment`` applies a random crop (``crop_padding`` pixels, zero padded) and a
+    horizontal flip to each training batch.
+    """
+
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 0.05
+    momentum: Annotated[float, _interval(0, 1, hi_open=True)] = 0.9
+    weight_decay: NonNegFloat = 5e-4
+    schedule: Literal["constant", "step", "cosine"] = "cosine"
+    step_size: PositiveInt = 10
+    gamma: Annotated[float, _interval(0, 1, lo_open=True)] = 0.1
+    augment: bool = False
+    crop_padding: NonNegInt = 4
+
+
+class EvaluateConfig(_Section):
+    batch_size: PositiveInt = 1024
+
+
+class FlowConfig(_Section):
+    """The Prefect flow: how many stages run at once and how often a failed one is retried."""
+
+    concurrency: PositiveInt = 2
+    retries: NonNegInt = 1
+    retry_delay_s: NonNegFloat = 2.0
+
+
+class Params(_Section):
+    """The whole params.yaml."""
+
+    seed: NonNegInt = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    flow: FlowConfig = Field(default_factory=FlowConfig)
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``5e-4`` as a float (YAML 1.2 does; PyYAML's 1.1 does not)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+_TYPE_MESSAGES = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "model_type": "must be a mapping of keys to values",
+    "dict_type": "must be a mapping of keys to values",
+    "missing": "required key is missing",
+}
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
+    """One readable line for one pydantic error."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, error["loc"][:-1])
+        close = difflib.get_close_matches(str(error["loc"][-1]), allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key; {hint}allowed: {', '.join(allowed)}"
+    if kind == "literal_error":
+        return f"must be one of: {error['ctx']['expected']}"
+    if kind in _TYPE_MESSAGES:
+        return _TYPE_MESSAGES[kind]
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc:
+        model = model.model_fields[part].annotation
+    return list(model.model_fields)
+
+
+def format_error(exc: ValidationError, source: str = "params.yaml") -> str:
+    """The first validation error as ``source: key = value: what is allowed``."""
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    value = error.get("input")
+    message = _describe(error, Params)
+    if error["type"] in ("missing", "extra_forbidden") or isinstance(value, dict):
+        return f"{source}: {key or '<top level>'}: {message}"
+    return f"{source}: {key} = {_show(value)}: {message}"
+
+
+def _show(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate an already-parsed mapping (e.g. from tests) into :class:`Params`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: top level must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_error(exc, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; raise :class:`ConfigError` with one clear line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (run from the project root)") from None
+    try:
+        raw = yaml.load(text, Loader=_YamlLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_params(raw, source=path.name)

@@ -1,0 +1,93 @@
+"""Deterministic train / test / forget / remain splits.
+
+All index arrays are sorted int64 positions into the dataset. The test split is
+the dataset's official one when it has one, else a seeded random
+``test_fraction`` of it. The forget set lies inside train; remain is the rest of
+train. Random streams are derived from ``(seed, purpose)``, so the test split
+does not move when only the forget settings change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from unlearn.config import ForgetConfig
+from unlearn.errors import ConfigError, DataError
+
+_TEST_STREAM, _FORGET_STREAM = 0, 1
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: np.ndarray
+    test: np.ndarray
+    forget: np.ndarray
+    remain: np.ndarray
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {"train": self.train, "test": self.test, "forget": self.forget, "remain": self.remain}
+
+
+def make_splits(
+    labels: np.ndarray,
+    *,
+    seed: int,
+    forget: ForgetConfig,
+    test_start: int | None = None,
+    test_fraction: float = 0.25,
+) -> Splits:
+    """Split ``labels`` (shape (N,)) into train / test / forget / remain index arrays."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    if test_start is None:
+        order = np.random.default_rng([seed, _TEST_STREAM]).permutation(n)
+        n_test = int(round(test_fraction * n))
+        test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+    else:
+        train, test = np.arange(test_start), np.arange(test_start, n)
+    forget_idx = _forget_indices(labels, train, forget, seed)
+    remain = np.setdiff1d(train, forget_idx, assume_unique=True)
+    splits = Splits(train.astype(np.int64), test.astype(np.int64), forget_idx.astype(np.int64), remain.astype(np.int64))
+    check_splits(splits, n)
+    return splits
+
+
+def _forget_indices(labels: np.ndarray, train: np.ndarray, forget: ForgetConfig, seed: int) -> np.ndarray:
+    if forget.mode == "class":
+        present = set(np.unique(labels).tolist())
+        missing = [c for c in forget.classes if c not in present]
+        if missing:
+            raise ConfigError(f"params.yaml: data.forget.classes = {forget.classes}: class {missing[0]} is not in "
+                              f"the dataset (labels are {min(present)}..{max(present)})")
+        if len(forget.classes) == len(present):
+            raise ConfigError(f"params.yaml: data.forget.classes = {forget.classes}: forgetting every class leaves nothing to remain")
+        return train[np.isin(labels[train], forget.classes)]
+    count = forget.count if forget.count is not None else int(round(forget.fraction * len(train)))
+    if not 0 < count < len(train):
+        key, value = ("count", forget.count) if forget.count is not None else ("fraction", forget.fraction)
+        raise ConfigError(f"params.yaml: data.forget.{key} = {value}: gives {count} forget samples; "
+                          f"must be between 1 and {len(train) - 1} (train has {len(train)})")
+    chosen = np.random.default_rng([seed, _FORGET_STREAM]).choice(len(train), size=count, replace=False)
+    return np.sort(train[chosen])
+
+
+def check_splits(splits: Splits, n: int) -> None:
+    """Raise :class:`DataError` unless the splits are disjoint and cover what they should."""
+    parts = splits.as_dict()
+    for name, idx in parts.items():
+        if idx.ndim != 1 or (len(idx) and (idx.min() < 0 or idx.max() >= n)):
+            raise DataError(f"split {name}: indices out of range for a dataset of {n} samples")
+        if len(np.unique(idx)) != len(idx):
+            raise DataError(f"split {name}: repeated indices")
+    if np.intersect1d(splits.train, splits.test).size:
+        raise DataError("splits: train and test overlap")
+    if np.setdiff1d(splits.forget, splits.train).size:
+        raise DataError("splits: forget is not inside train")
+    if np.intersect1d(splits.forget, splits.remain).size:
+        raise DataError("splits: forget and remain overlap")
+    if len(splits.forget) + len(splits.remain) != len(splits.train):
+        raise DataError("splits: forget and remain do not cover train")
+    if len(splits.forget) == 0 or len(splits.remain) == 0 or len(splits.test) == 0:
+        raise DataError("splits: forget, remain and test must all be non-empty")

@@ -1,0 +1,50 @@
+"""The registry of architectures and the shared builder."""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import torch
+from torch import nn
+
+from unlearn.registry import Registry
+
+
+class ModelFactory(Protocol):
+    def __call__(self, *, in_channels: int, num_classes: int, width: int | None) -> nn.Module: ...
+
+
+MODELS: Registry[ModelFactory] = Registry("model")
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std``: the first layer of every model."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def create_model(
+    name: str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    seed: int,
+    width: int | None = None,
+) -> nn.Sequential:
+    """Build ``Normalize(mean, std)`` followed by the registered network ``name``.
+
+    The weights are initialised from ``seed`` without touching the global RNG state.
+    """
+    factory = MODELS.get(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        body = factory(in_channels=in_channels, num_classes=num_classes, width=width)
+    return nn.Sequential(Normalize(mean, std), body)

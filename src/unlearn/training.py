@@ -1,0 +1,148 @@
+"""The training loop: SGD with momentum and weight decay, step / cosine schedules,
+optional augmentation, tensor batching, and per-step callbacks (e.g. spectral-norm
+clipping, plugged in by later stages)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from unlearn.config import TrainConfig
+
+
+class StepCallback(Protocol):
+    """Called after every optimiser step with the model and the global step (1-based)."""
+
+    def __call__(self, model: nn.Module, step: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int  # 1-based
+    loss: float
+    accuracy: float  # percent, on the (augmented) training batches
+    lr: float  # the learning rate used during this epoch
+    seconds: float
+    images: int  # samples seen this epoch
+
+    @property
+    def images_per_s(self) -> float:
+        return math.nan if self.seconds == 0 else self.images / self.seconds
+
+
+@contextlib.contextmanager
+def train_mode(model: nn.Module, training: bool = True) -> Iterator[nn.Module]:
+    """Set ``model.train(training)`` and restore each module's previous mode afterwards."""
+    previous = {module: module.training for module in model.modules()}
+    model.train(training)
+    try:
+        yield model
+    finally:
+        for module, mode in previous.items():
+            module.training = mode
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (0..255) -> float32 in [0, 1]."""
+    return images.float().div_(255.0)
+
+
+def augment_batch(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Random crop (zero padding of ``padding`` pixels) and horizontal flip, per sample.
+
+    Vectorised over the batch: x (N, C, H, W) float -> same shape.
+    """
+    n, _, h, w = x.shape
+    if padding > 0:
+        padded = F.pad(x, (padding, padding, padding, padding))
+        dy = torch.randint(0, 2 * padding + 1, (n, 1, 1, 1), generator=generator)
+        dx = torch.randint(0, 2 * padding + 1, (n, 1, 1, 1), generator=generator)
+        rows = (torch.arange(h).view(1, 1, h, 1) + dy).expand(n, x.shape[1], h, w)
+        cols = (torch.arange(w).view(1, 1, 1, w) + dx).expand(n, x.shape[1], h, w)
+        x = _crop(padded, rows, cols)
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+
+
+def _crop(padded: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = rows.shape
+    batch = torch.arange(n).view(n, 1, 1, 1)
+    channel = torch.arange(c).view(1, c, 1, 1)
+    return padded[batch, channel, rows, cols]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch learning-rate schedule named by ``cfg.schedule``."""
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+def train_(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: TrainConfig,
+    *,
+    generator: torch.Generator,
+    callbacks: Sequence[StepCallback] = (),
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    progress: bool = False,
+) -> list[EpochStats]:
+    """Train ``model`` in place on ``images`` (uint8, (N, C, H, W)) and ``labels`` (int64, (N,)).
+
+    Mini-batches are drawn by a seeded permutation of ``generator`` each epoch (the
+    last, smaller batch included), so training is deterministic on CPU for a given
+    generator state. Returns the per-epoch statistics, also passed to ``on_epoch``.
+    """
+    from tqdm.auto import tqdm
+
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    history: list[EpochStats] = []
+    step = 0
+    n = len(images)
+    with train_mode(model):
+        for epoch in range(1, cfg.epochs + 1):
+            start = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            total_loss = torch.zeros(())
+            correct = torch.zeros((), dtype=torch.int64)
+            order = torch.randperm(n, generator=generator)
+            batches = order.split(cfg.batch_size)
+            for idx in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress):
+                x = to_float(images[idx])
+                if cfg.augment:
+                    x = augment_batch(x, cfg.crop_padding, generator)
+                y = labels[idx]
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                for callback in callbacks:
+                    callback(model, step)
+                with torch.no_grad():
+                    total_loss += loss.detach() * len(idx)
+                    correct += (logits.argmax(1) == y).sum()
+            scheduler.step()
+            stats = EpochStats(epoch, total_loss.item() / n, 100.0 * correct.item() / n, lr,
+                               time.perf_counter() - start, n)
+            history.append(stats)
+            if on_epoch is not None:
+                on_epoch(stats)
+    return history
