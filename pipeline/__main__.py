@@ -12,14 +12,14 @@ from unlearn.errors import UserError
 def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> None:
     """Validate params, then run stage ``name`` inside one MLflow run."""
     from pipeline.stages import STAGES
-    from pipeline.tracking import StageRun
+    from pipeline.tracking import TrackedRun
     from unlearn.config import load_params
 
     stage = STAGES[name]
     params = load_params(params_file)
     sections = {section: _dump(getattr(params, section)) for section in stage.sections}
     addressing = name if not items else f"{name}@{'-'.join(items)}"
-    with StageRun(addressing, sections) as run:
+    with TrackedRun(addressing, sections, tags={"dvc.stage": addressing}) as run:
         stage.fn(params, run, *items)
 
 

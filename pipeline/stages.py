@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from pipeline.tracking import StageRun
+from pipeline.tracking import TrackedRun
 from unlearn.config import Params
 from unlearn.errors import DataError
 from unlearn.io import file_sha256, load_indices, load_tensors, read_json, save_indices, save_tensors, write_json, write_text
@@ -50,7 +50,7 @@ def _progress() -> bool:
 
 # ---------------------------------------------------------------- prepare
 
-def prepare(params: Params, run: StageRun) -> None:
+def prepare(params: Params, run: TrackedRun) -> None:
     """Decode the dataset to uint8 tensors and write the seeded splits as index files."""
     from unlearn.data import load_dataset, make_splits
 
@@ -103,17 +103,17 @@ def load_prepared() -> Prepared:
 
 # ---------------------------------------------------------------- train / retrain
 
-def train(params: Params, run: StageRun) -> None:
+def train(params: Params, run: TrackedRun) -> None:
     """The original model: the recipe of ``train`` on all of train."""
     _fit("original", "train", params, run)
 
 
-def retrain(params: Params, run: StageRun) -> None:
+def retrain(params: Params, run: TrackedRun) -> None:
     """The gold standard: the same recipe from scratch on remain only."""
     _fit("retrain", "remain", params, run)
 
 
-def _fit(name: str, split: str, params: Params, run: StageRun) -> None:
+def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
     from unlearn.models import create_model
     from unlearn.training import EpochStats, train_
 
@@ -161,7 +161,7 @@ def load_model(name: str, params: Params, meta: dict) -> torch.nn.Module:
 
 # ---------------------------------------------------------------- evaluate / report
 
-def evaluate(params: Params, run: StageRun, name: str) -> None:
+def evaluate(params: Params, run: TrackedRun, name: str) -> None:
     """Accuracy (percent) and loss of model ``name`` on forget, remain and test."""
     from unlearn.evaluation import split_metrics
 
@@ -174,7 +174,7 @@ def evaluate(params: Params, run: StageRun, name: str) -> None:
     run.log_artifact(metrics_path(name), "metrics")
 
 
-def report(params: Params, run: StageRun, *models: str) -> None:
+def report(params: Params, run: TrackedRun, *models: str) -> None:
     """A Markdown table of every model's metrics beside retrain's, with Avg Gap, and a bar-plot CSV."""
     from unlearn.evaluation.accuracy import METRIC_KEYS, avg_gap
 

@@ -56,14 +56,15 @@ def _artifact_location(uri: str) -> str | None:
     return None
 
 
-class StageRun:
-    """An MLflow run for one stage execution; every call is failure-tolerant.
+class TrackedRun:
+    """An MLflow run (a stage execution, or a flow execution); every call is failure-tolerant.
 
-    Use as a context manager; the run ends FINISHED, or FAILED if the stage raised.
+    Use as a context manager; the run ends FINISHED, or FAILED if the body raised.
+    A run started while ``UNLEARN_PARENT_RUN_ID`` is set is nested under that run.
     """
 
-    def __init__(self, stage: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> None:
-        self.stage = stage
+    def __init__(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> None:
+        self.name = name
         self.params = params
         self.tags = dict(tags or {})
         self.uri = tracking_uri()
@@ -80,9 +81,9 @@ class StageRun:
         status = "FINISHED" if exc_type is None else "FAILED"
         self._call("end the run", lambda: self._mlflow.end_run(status=status))
         if self.failed:
-            log.warning("MLflow (%s): not logged for stage %s: %s. The stage's outputs are written; "
-                        "fix the tracking store and re-run the stage to log it.",
-                        self.uri, self.stage, ", ".join(self.not_logged))
+            log.warning("MLflow (%s): not logged for %s: %s. The outputs are written; "
+                        "fix the tracking store and re-run to log it.",
+                        self.uri, self.name, ", ".join(self.not_logged))
 
     def _start(self) -> None:
         import mlflow
@@ -96,12 +97,12 @@ class StageRun:
             except mlflow.exceptions.MlflowException:
                 pass  # created concurrently by another stage
         mlflow.set_experiment(name)
-        tags = {"dvc.stage": self.stage, **git_state(), **self.tags}
+        tags = {**git_state(), **self.tags}
         tags["mlflow.source.git.commit"] = tags["git.commit"]
         parent = os.environ.get(PARENT_RUN_ENV)
         if parent:
             tags["mlflow.parentRunId"] = parent
-        run = mlflow.start_run(run_name=self.stage, tags=tags)
+        run = mlflow.start_run(run_name=self.name, tags=tags)
         self._run_id = run.info.run_id
         flat: dict[str, Any] = {}
         for section, value in self.params.items():

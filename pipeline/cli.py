@@ -1,0 +1,43 @@
+"""The ``unlearn`` command: ``unlearn run`` (the Prefect flow) and ``unlearn stage``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from unlearn.errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="unlearn", description="Reliable machine unlearning pipeline.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the DVC pipeline as a Prefect flow (stale stages only)")
+    run.add_argument("targets", nargs="*", help="stages to reproduce with their upstream (default: all)")
+    stage = sub.add_parser("stage", help="run one stage directly (what dvc.yaml's cmd calls)")
+    stage.add_argument("stage_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    if args.command == "stage":
+        from pipeline.__main__ import main as stage_main
+
+        return stage_main(args.stage_args)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from pipeline.flows import run as run_flow
+
+    try:
+        results = run_flow(".", args.targets or None)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"error: the pipeline failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
+        return 1
+    for address, outcome in results.items():
+        print(f"{address:24s} {outcome}")
+    return 0
