@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from unlearn.errors import UserError
@@ -18,7 +19,8 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
     stage = STAGES[name]
     params = load_params(params_file)
     sections = {section: _dump(getattr(params, section)) for section in stage.sections}
-    addressing = name if not items else f"{name}@{'-'.join(items)}"
+    # DVC names the stage it runs in DVC_STAGE (e.g. "evaluate@original"); the flow does too
+    addressing = os.environ.get("DVC_STAGE") or " ".join([name, *items])
     with TrackedRun(addressing, sections, tags={"dvc.stage": addressing}) as run:
         stage.fn(params, run, *items)
 

@@ -103,6 +103,7 @@ def reproduce_stage(root: str, node: StageNode, parent_run_id: str | None) -> st
         return "cached"
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_STAGE"] = node.address
     if parent_run_id:
         env[PARENT_RUN_ENV] = parent_run_id
     _run_command(root_path, node.cmd, env)

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from pipeline.tracking import TrackedRun
 from unlearn.config import Params
 from unlearn.errors import DataError
 from unlearn.io import file_sha256, load_indices, load_tensors, read_json, save_indices, save_tensors, write_json, write_text
+
+if TYPE_CHECKING:  # torch costs ~2 s to import: only the stages that use it do
+    import numpy as np
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ def _progress() -> bool:
 
 def prepare(params: Params, run: TrackedRun) -> None:
     """Decode the dataset to uint8 tensors and write the seeded splits as index files."""
+    import torch
+
     from unlearn.data import load_dataset, make_splits
 
     cfg = params.data
@@ -114,7 +119,8 @@ def retrain(params: Params, run: TrackedRun) -> None:
 
 
 def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
-    from unlearn.models import create_model
+    import torch
+
     from unlearn.training import EpochStats, train_
 
     data = load_prepared()

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
 from unlearn.errors import DataError
 
@@ -58,12 +57,16 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, Any]) -> None:
     """Save a dict of tensors / plain values (a state_dict, a dataset) atomically."""
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(tensors, tmp)
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, Any]:
     """Load a file written by :func:`save_tensors`, refusing anything but tensors and plain data."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")

@@ -1,0 +1,132 @@
+"""End-to-end time of the default pipeline (``dvc repro``) from a clean clone.
+
+Clones the project's committed HEAD (``git clone <project> <tmp>/repo``; data/ is
+git-ignored and .dvc/cache is not cloned, so no output and no run-cache exists), then
+in the clone times:
+
+* ``dvc repro``: the full run of every stage (target <= 300 s);
+* ``dvc repro`` again with nothing changed, ``--repeats`` times, median (target <= 3 s);
+* ``dvc status``.
+
+The stages run with the project's virtualenv first on PATH (so ``python`` is the
+venv's), PYTHONPATH set to the clone (so its own ``pipeline`` and ``src/unlearn`` are
+used, not the editable install's), and ``MLFLOW_TRACKING_URI=sqlite:///<tmp>/mlflow.db``
+so the project's MLflow store is not touched.
+
+Run from anywhere (takes a minute or two):
+
+    python benchmarks/bench_repro.py [--repeats 3] [--keep] [--project /work/main]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_PROJECT = Path(__file__).resolve().parent.parent
+FULL_TARGET_S, NOOP_TARGET_S = 300.0, 3.0
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str, list[tuple[str, float]]]:
+    """Run ``cmd``, streaming its output; return (wall seconds, output, per-stage seconds).
+
+    A stage's time runs from its ``Running stage '<name>'`` line to the next one (or the
+    end), so it includes DVC's own hashing and lock writing around the stage.
+    Exits with the output if the command fails.
+    """
+    start = time.perf_counter()
+    lines, marks = [], []
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Running stage"):
+                marks.append((line.split("'")[1] if "'" in line else line.strip(), time.perf_counter()))
+    seconds = time.perf_counter() - start
+    output = "".join(lines)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed with exit code {proc.returncode} in {cwd}:\n{output[-4000:]}")
+    ends = [t for _, t in marks[1:]] + [start + seconds]
+    return seconds, output, [(name, end - t) for (name, t), end in zip(marks, ends)]
+
+
+def stage_env(venv_bin: Path, repo: Path, tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(venv_bin), env.get("PATH", "")])
+    env["VIRTUAL_ENV"] = str(venv_bin.parent)
+    env["PYTHONPATH"] = os.pathsep.join([str(repo), str(repo / "src")])
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    env.pop("UNLEARN_PARENT_RUN_ID", None)
+    return env
+
+
+def bench(project: Path, tmp: Path, repeats: int) -> list[tuple[str, float, str]]:
+    repo = tmp / "repo"
+    venv_bin = project / ".venv" / "bin"
+    if not (venv_bin / "dvc").exists():
+        sys.exit(f"no dvc in {venv_bin}: create the project's virtualenv first")
+    dvc = str(venv_bin / "dvc")
+    rows: list[tuple[str, float, str]] = []
+
+    seconds, _, _ = run(["git", "clone", "--quiet", str(project), str(repo)], cwd=tmp)
+    commit = run(["git", "rev-parse", "--short", "HEAD"], cwd=repo)[1].strip()
+    rows.append((f"git clone (HEAD {commit})", seconds, ""))
+    if (repo / "data" / "prepared").exists() or (repo / ".dvc" / "cache").exists():
+        sys.exit("the clone already has outputs or a DVC cache; the full run would not be a full run")
+
+    env = stage_env(venv_bin, repo, tmp)
+    seconds, log, stages = run([dvc, "repro"], cwd=repo, env=env)
+    skipped = [line.split("'")[1] for line in log.splitlines()
+               if line.startswith("Stage '") and ("didn't change" in line or "is cached" in line)]
+    note = f"; skipped (unchanged or run-cache): {', '.join(skipped)}" if skipped else ""
+    verdict = "ok" if seconds <= FULL_TARGET_S else "MISSED"
+    rows.append((f"dvc repro, full ({len(stages)} stages ran{note})", seconds, f"<= {FULL_TARGET_S:.0f} s: {verdict}"))
+    rows.extend((f"&nbsp;&nbsp;stage {name}", stage_s, "") for name, stage_s in stages)
+
+    noop, reran = [], 0
+    for _ in range(repeats):
+        seconds, _, stages = run([dvc, "repro"], cwd=repo, env=env)
+        noop.append(seconds)
+        reran += len(stages)
+    median = statistics.median(noop)
+    verdict = "ok" if median <= NOOP_TARGET_S else "MISSED"
+    runs = ", ".join(f"{s:.2f}" for s in noop)
+    rows.append((f"dvc repro, no-op (median of {repeats}: {runs}; {reran} stages re-ran)", median,
+                 f"<= {NOOP_TARGET_S:.0f} s: {verdict}"))
+
+    seconds, log, _ = run([dvc, "status"], cwd=repo, env=env)
+    clean = "up to date" in log
+    rows.append((f"dvc status ({'up to date' if clean else 'CHANGES: ' + ' '.join(log.split())[:80]})",
+                 seconds, ""))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="no-op `dvc repro` runs (default 3)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (its path is printed)")
+    parser.add_argument("--project", type=Path, default=DEFAULT_PROJECT, help="the project to clone")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-repro-"))
+    try:
+        rows = bench(args.project.resolve(), tmp, args.repeats)
+        print("| what | seconds | target |")
+        print("|---|---:|---|")
+        for what, seconds, target in rows:
+            print(f"| {what} | {seconds:.2f} | {target} |")
+    finally:
+        if args.keep:
+            print(f"\nkept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

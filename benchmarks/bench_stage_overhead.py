@@ -1,0 +1,107 @@
+"""The fixed cost of a pipeline stage: module import times and a near-empty stage.
+
+For each module, the wall time of a fresh ``python -c "import X"`` subprocess minus
+that of ``python -c pass`` (interpreter start-up); the measurements are interleaved
+(one round imports every module once, in turn) and the median over the rounds is
+reported. Then the wall time of the whole ``report`` stage
+(``python -m pipeline report original retrain``), which does almost no work: it
+reads metrics/*.json and writes reports/. It runs in a temporary copy of metrics/
+and params.yaml (PYTHONPATH pointing at the project), against a throw-away MLflow
+store (``MLFLOW_TRACKING_URI=sqlite:///<tmp>/mlflow.db``), so nothing in the project
+is touched; one untimed run creates that store first.
+
+Run from anywhere with the project's virtualenv active:
+
+    python benchmarks/bench_stage_overhead.py [--repeats 3] [--project /work/main]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODULES = (
+    "torch", "torchvision", "mlflow", "sklearn", "prefect", "dvc.repo",
+    "unlearn.config", "pipeline.stages", "pipeline.__main__",
+)
+DEFAULT_PROJECT = Path(__file__).resolve().parent.parent
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Seconds of wall time of ``cmd``; raise with its stderr if it fails."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def make_env(project: Path, tmp: Path) -> dict[str, str]:
+    # The caller's environment as is (as a DVC stage would inherit it); with
+    # PYTHONDONTWRITEBYTECODE set, the project's own modules are compiled on each import.
+    env = dict(os.environ)
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(project), str(project / "src")])
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    return env
+
+
+def import_times(repeats: int, cwd: Path, env: dict[str, str]) -> dict[str, list[float]]:
+    python = sys.executable
+    commands = {"(python -c pass)": [python, "-c", "pass"]}
+    commands.update({m: [python, "-c", f"import {m}"] for m in MODULES})
+    for cmd in commands.values():  # warm-up: fill the OS file cache and __pycache__
+        timed(cmd, cwd, env)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, cmd in commands.items():
+            times[name].append(timed(cmd, cwd, env))
+    return times
+
+
+def stage_times(repeats: int, project: Path, work: Path, env: dict[str, str]) -> list[float]:
+    shutil.copytree(project / "metrics", work / "metrics")
+    shutil.copy2(project / "params.yaml", work / "params.yaml")
+    cmd = [sys.executable, "-m", "pipeline", "report", "original", "retrain"]
+    timed(cmd, work, env)  # creates the MLflow store (schema migrations), untimed
+    if not (work / "reports" / "results.md").is_file():
+        raise RuntimeError("the report stage did not write reports/results.md")
+    return [timed(cmd, work, env) for _ in range(repeats)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each command (default 3)")
+    parser.add_argument("--project", type=Path, default=DEFAULT_PROJECT, help="the project root")
+    args = parser.parse_args()
+    project = args.project.resolve()
+
+    with tempfile.TemporaryDirectory(prefix="bench-stage-") as tmp_name:
+        tmp = Path(tmp_name)
+        work = tmp / "work"
+        work.mkdir()
+        env = make_env(project, tmp)
+        imports = import_times(args.repeats, work, env)
+        stage = stage_times(args.repeats, project, work, env)
+
+    base = statistics.median(imports.pop("(python -c pass)"))
+    print(f"python {sys.version.split()[0]}, median of {args.repeats} runs, "
+          f"imports net of interpreter start-up\n")
+    print("| what | seconds |")
+    print("|---|---:|")
+    print(f"| python -c pass (interpreter start-up) | {base:.3f} |")
+    for module, times in imports.items():
+        print(f"| import {module} | {statistics.median(times) - base:.3f} |")
+    print(f"| stage: python -m pipeline report original retrain (whole) | {statistics.median(stage):.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""End to end: the real `dvc repro` on tiny params, caching, partial re-runs, MLflow runs."""
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import mlflow_runs, write_params
+
+pytestmark = pytest.mark.slow
+ALL_STAGES = {"prepare", "train", "retrain", "evaluate@original", "evaluate@retrain", "report"}
+
+
+def repro(root) -> set[str]:
+    done = subprocess.run(["dvc", "repro"], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return set(re.findall(r"Running stage '([^']+)'", done.stdout))
+
+
+def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
+    assert repro(project) == ALL_STAGES
+    for name in ("original", "retrain"):
+        metrics = json.loads((project / "metrics" / f"{name}.json").read_text())
+        assert {"forget_acc", "retain_acc", "test_acc"} <= set(metrics)
+        assert all(0 <= metrics[k] <= 100 for k in ("forget_acc", "retain_acc", "test_acc"))
+    assert "| retrain |" in (project / "reports" / "results.md").read_text()
+    runs = mlflow_runs(project)
+    assert sorted(r.data.tags["dvc.stage"] for r in runs) == sorted(ALL_STAGES)
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+    assert repro(project) == set()
+    assert len(mlflow_runs(project)) == len(ALL_STAGES)
+
+    write_params(project, {"train": {"epochs": 3}})
+    assert repro(project) == ALL_STAGES - {"prepare"}
+    runs = mlflow_runs(project)
+    assert len(runs) == 2 * len(ALL_STAGES) - 1
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    latest_train = max((r for r in runs if r.data.tags["dvc.stage"] == "train"), key=lambda r: r.info.start_time)
+    assert latest_train.data.params["train.epochs"] == "3"
+    assert [f.path for f in client.list_artifacts(latest_train.info.run_id, "model")] == ["model/original.pt"]
+    assert len(client.get_metric_history(latest_train.info.run_id, "train_loss")) == 3
+    prepare_run = next(r for r in runs if r.data.tags["dvc.stage"] == "prepare")
+    assert {f.path for f in client.list_artifacts(prepare_run.info.run_id, "splits")} >= {
+        "splits/forget.npy", "splits/remain.npy", "splits/test.npy", "splits/train.npy", "splits/meta.json"}

@@ -1,0 +1,40 @@
+"""The Prefect flow on a real (temporary, shared) Prefect server."""
+
+import subprocess
+
+import pytest
+
+from pipeline.flows import dvc_stages, run
+from tests.conftest import mlflow_runs
+
+pytestmark = pytest.mark.slow
+
+
+def test_stage_order_comes_from_dvc(project):
+    nodes = dvc_stages(project)
+    order = [n.address for n in nodes]
+    assert order[0] == "prepare" and order[-1] == "report"
+    by_name = {n.address: n for n in nodes}
+    assert by_name["evaluate@original"].upstream == ("prepare", "train")
+    assert by_name["report"].cmd == "python -m pipeline report original retrain"
+    assert [n.address for n in dvc_stages(project, ["train"])] == ["prepare", "train"]
+
+
+def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefect_server):
+    results = run(project)
+    assert set(results.values()) == {"ran"} and len(results) == 6
+    status = subprocess.run(["dvc", "status", "--json"], cwd=project, capture_output=True, text=True)
+    assert status.returncode == 0 and status.stdout.strip() == "{}"
+
+    runs = mlflow_runs(project)
+    parents = [r for r in runs if r.data.tags.get("unlearn.flow") == "true"]
+    assert len(parents) == 1
+    stages = {r.data.tags["dvc.stage"]: r for r in runs if "dvc.stage" in r.data.tags}
+    assert len(stages) == 6
+    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in stages.values())
+    train, retrain = stages["train"].info, stages["retrain"].info
+    assert train.start_time < retrain.end_time and retrain.start_time < train.end_time  # they overlapped
+
+    again = run(project)
+    assert set(again.values()) == {"cached"}
+    assert len(mlflow_runs(project)) == len(runs) + 1  # only the new flow run

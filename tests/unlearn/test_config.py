@@ -1,0 +1,75 @@
+import pytest
+
+from unlearn.config import Params, load_params, parse_params
+from unlearn.errors import ConfigError
+from tests.conftest import ROOT
+
+
+def error_for(raw: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_are_valid():
+    params = parse_params({})
+    assert params.data.dataset == "digits" and params.train.epochs >= 1
+
+
+def test_project_params_file_is_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.train.weight_decay == pytest.approx(5e-4)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"data": {"forget": {"fraction": 1.5}}}, "params.yaml: data.forget.fraction = 1.5: must be in (0, 1)"),
+    ({"data": {"forget": {"fraction": 0}}}, "params.yaml: data.forget.fraction = 0: must be in (0, 1)"),
+    ({"train": {"epochs": 0}}, "params.yaml: train.epochs = 0: must be >= 1"),
+    ({"train": {"epochs": "ten"}}, "params.yaml: train.epochs = ten: must be an integer"),
+    ({"train": {"epochs": 2.5}}, "params.yaml: train.epochs = 2.5: must be an integer"),
+    ({"train": {"augment": "yes"}}, "params.yaml: train.augment = 'yes': must be true or false"),
+    ({"train": {"lr": -0.1}}, "params.yaml: train.lr = -0.1: must be > 0"),
+    ({"train": {"schedule": "linear"}}, "params.yaml: train.schedule = linear: must be one of: 'constant', 'step' or 'cosine'"),
+    ({"seed": -1}, "params.yaml: seed = -1: must be >= 0"),
+    ({"model": {"name": "vgg"}}, "params.yaml: model.name = vgg: must be one of: resnet18, small_cnn"),
+])
+def test_bad_values_name_key_value_and_allowed(raw, expected):
+    assert error_for(raw) == expected
+
+
+def test_unknown_key_suggests_the_closest():
+    message = error_for({"train": {"epoch": 3}})
+    assert message.startswith("params.yaml: train.epoch: unknown key; did you mean 'epochs'?")
+
+
+def test_unknown_section():
+    assert "unknown key" in error_for({"trian": {}})
+
+
+def test_contradictory_forget_settings():
+    message = error_for({"data": {"forget": {"fraction": 0.1, "count": 10}}})
+    assert message.startswith("params.yaml: data.forget: random mode needs exactly one of fraction or count")
+    assert "non-empty list of classes" in error_for({"data": {"forget": {"mode": "class"}}})
+
+
+def test_class_mode():
+    params = parse_params({"data": {"forget": {"mode": "class", "fraction": None, "classes": [3]}}})
+    assert params.data.forget.classes == [3]
+
+
+def test_yaml_errors_are_one_line(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train:\n  epochs: [1\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: invalid YAML at line \d+"):
+        load_params(bad)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "missing.yaml")
+
+
+def test_scientific_notation_without_dot_is_a_float(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  weight_decay: 5e-4\n")
+    assert load_params(path).train.weight_decay == pytest.approx(5e-4)

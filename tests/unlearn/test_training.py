@@ -1,0 +1,73 @@
+import torch
+
+from unlearn.config import TrainConfig
+from unlearn.data import load_dataset
+from unlearn.models import create_model
+from unlearn.training import augment_batch, train_, train_mode
+
+
+def _setup(seed=0, n=256):
+    data = load_dataset("digits")
+    model = create_model("small_cnn", in_channels=1, num_classes=10, mean=[0.3], std=[0.3], seed=seed, width=8)
+    return model, data.images[:n], data.labels[:n]
+
+
+def test_training_is_deterministic_given_the_seed():
+    cfg = TrainConfig(epochs=2, batch_size=32, augment=True, crop_padding=1)
+    states = []
+    for _ in range(2):
+        model, x, y = _setup()
+        history = train_(model, x, y, cfg, generator=torch.Generator().manual_seed(5))
+        states.append((model.state_dict(), [h.loss for h in history]))
+    (a, loss_a), (b, loss_b) = states
+    assert loss_a == loss_b
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_loss_decreases_and_stats_are_reported():
+    model, x, y = _setup()
+    seen = []
+    history = train_(model, x, y, TrainConfig(epochs=4, batch_size=32, lr=0.05), generator=torch.Generator().manual_seed(0),
+                     on_epoch=seen.append)
+    assert seen == history and [h.epoch for h in history] == [1, 2, 3, 4]
+    assert history[-1].loss < history[0].loss
+    assert history[-1].accuracy > 80
+    assert all(h.images == 256 and h.images_per_s > 0 for h in history)
+
+
+def test_callbacks_run_after_every_step():
+    model, x, y = _setup(n=100)
+    steps = []
+    train_(model, x, y, TrainConfig(epochs=2, batch_size=32), generator=torch.Generator().manual_seed(0),
+           callbacks=[lambda m, step: steps.append(step)])
+    assert steps == list(range(1, 9))  # 4 batches (32, 32, 32, 4) per epoch
+
+
+def test_schedules_set_the_learning_rate_per_epoch():
+    model, x, y = _setup(n=64)
+    step = train_(model, x, y, TrainConfig(epochs=4, batch_size=64, lr=0.1, schedule="step", step_size=2, gamma=0.5),
+                  generator=torch.Generator().manual_seed(0))
+    assert [h.lr for h in step] == [0.1, 0.1, 0.05, 0.05]
+    cosine = train_(model, x, y, TrainConfig(epochs=2, batch_size=64, lr=0.1, schedule="cosine"),
+                    generator=torch.Generator().manual_seed(0))
+    assert cosine[0].lr == 0.1 and abs(cosine[1].lr - 0.05) < 1e-9
+
+
+def test_training_restores_the_mode():
+    model, x, y = _setup(n=32)
+    model.eval()
+    train_(model, x, y, TrainConfig(epochs=1, batch_size=32), generator=torch.Generator().manual_seed(0))
+    assert not any(m.training for m in model.modules())
+    with train_mode(model):
+        assert model.training
+    assert not model.training
+
+
+def test_augment_keeps_shape_and_pixels():
+    x = torch.rand(16, 3, 8, 8)
+    out = augment_batch(x, padding=2, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    same = augment_batch(x, padding=0, generator=torch.Generator().manual_seed(1))
+    for i in range(16):  # without padding, each sample is itself or its mirror image
+        assert torch.equal(same[i], x[i]) or torch.equal(same[i], x[i].flip(2))
