@@ -56,11 +56,17 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, Any]) -> None:
-    """Save a dict of tensors / plain values (a state_dict, a dataset) atomically."""
+    """Save a dict of tensors / plain values (a state_dict, a dataset) atomically.
+
+    Written through a file handle: given a path, torch.save names the archive's root
+    folder after the (random) temporary file name, so equal tensors would give
+    different bytes and DVC would see a changed output on every run.
+    """
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(tensors, tmp)
+        with open(tmp, "wb") as fh:
+            torch.save(tensors, fh)
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def test_project_params_file_is_valid():
     ({"train": {"lr": -0.1}}, "params.yaml: train.lr = -0.1: must be > 0"),
     ({"train": {"schedule": "linear"}}, "params.yaml: train.schedule = linear: must be one of: 'constant', 'step' or 'cosine'"),
     ({"seed": -1}, "params.yaml: seed = -1: must be >= 0"),
-    ({"model": {"name": "vgg"}}, "params.yaml: model.name = vgg: must be one of: resnet18, small_cnn"),
+    ({"model": {"name": "vgg"}}, "params.yaml: model.name = vgg: must be one of: 'resnet18' or 'small_cnn'"),
 ])
 def test_bad_values_name_key_value_and_allowed(raw, expected):
     assert error_for(raw) == expected
@@ -73,3 +73,10 @@ def test_scientific_notation_without_dot_is_a_float(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train:\n  weight_decay: 5e-4\n")
     assert load_params(path).train.weight_decay == pytest.approx(5e-4)
+
+
+def test_model_names_match_the_registry():
+    from unlearn.config import MODEL_NAMES
+    from unlearn.models import MODELS
+
+    assert list(MODEL_NAMES) == MODELS.names()

@@ -21,6 +21,12 @@ def test_round_trip(tmp_path):
     assert load_indices(tmp_path / "i.npy").tolist() == [3, 1]
 
 
+def test_equal_tensors_give_equal_bytes(tmp_path):
+    save_tensors(tmp_path / "a.pt", {"w": torch.arange(5.0)})
+    save_tensors(tmp_path / "b.pt", {"w": torch.arange(5.0)})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
 def test_failed_write_leaves_the_old_file(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
