@@ -95,7 +95,7 @@ def _run_command(root: Path, cmd: str, env: dict[str, str]) -> None:
 
 
 @task
-def reproduce_stage(root: str, node: StageNode, parent_run_id: str | None) -> str:
+def reproduce_stage(root: str, node: StageNode, parent_run_id: str | None, threads_per_stage: int = 1) -> str:
     """Reproduce one DVC stage if DVC says it is stale; return "ran" or "cached"."""
     root_path = Path(root)
     if not _is_stale(root_path, node.address):
@@ -104,6 +104,7 @@ def reproduce_stage(root: str, node: StageNode, parent_run_id: str | None) -> st
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_STAGE"] = node.address
+    env.setdefault("OMP_NUM_THREADS", str(threads_per_stage))  # concurrent stages must not oversubscribe the cores
     if parent_run_id:
         env[PARENT_RUN_ENV] = parent_run_id
     _run_command(root_path, node.cmd, env)
@@ -115,9 +116,15 @@ def reproduce_stage(root: str, node: StageNode, parent_run_id: str | None) -> st
 
 @flow(name="unlearn-pipeline", log_prints=True)
 def pipeline_flow(root: str = ".", targets: list[str] | None = None, retries: int = 1,
-                  retry_delay_s: float = 2.0) -> dict[str, str]:
-    """Run the DVC pipeline under ``root`` stage by stage; returns {stage: "ran" | "cached"}."""
+                  retry_delay_s: float = 2.0, concurrency: int = 1) -> dict[str, str]:
+    """Run the DVC pipeline under ``root`` stage by stage; returns {stage: "ran" | "cached"}.
+
+    Each stage process gets ``cpu_count // concurrency`` threads (``OMP_NUM_THREADS``,
+    unless set): PyTorch processes that together ask for more threads than there are
+    cores slow down many times over.
+    """
     nodes = dvc_stages(Path(root), targets)
+    threads_per_stage = max(1, (os.cpu_count() or 1) // concurrency)
     stage_task = reproduce_stage.with_options(retries=retries, retry_delay_seconds=retry_delay_s)
     with TrackedRun("flow", {"flow": {"targets": ",".join(targets or []), "retries": retries}},
                     tags={"unlearn.flow": "true"}) as parent:
@@ -125,7 +132,7 @@ def pipeline_flow(root: str = ".", targets: list[str] | None = None, retries: in
         for node in nodes:
             upstream = [futures[name] for name in node.upstream]
             futures[node.address] = stage_task.with_options(task_run_name=node.address).submit(
-                root, node, parent.run_id, wait_for=upstream)
+                root, node, parent.run_id, threads_per_stage, wait_for=upstream)
         return {address: future.result() for address, future in futures.items()}
 
 
@@ -137,7 +144,7 @@ def run(root: str | Path = ".", targets: list[str] | None = None) -> dict[str, s
     runner = ThreadPoolTaskRunner(max_workers=settings.concurrency)
     configured = pipeline_flow.with_options(task_runner=runner)
     return configured(root=str(Path(root).resolve()), targets=targets, retries=settings.retries,
-                      retry_delay_s=settings.retry_delay_s)
+                      retry_delay_s=settings.retry_delay_s, concurrency=settings.concurrency)
 
 
 if __name__ == "__main__":

@@ -119,26 +119,10 @@ def retrain(params: Params, run: TrackedRun) -> None:
 
 
 def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
-    import torch
-
-    from unlearn.training import EpochStats, train_
-
     data = load_prepared()
-    model = _build_model(params, data.meta)
-    idx = torch.as_tensor(data.splits[split])
-    rows: list[EpochStats] = []
-
-    def on_epoch(stats: EpochStats) -> None:
-        rows.append(stats)
-        log.info("%s epoch %d/%d: loss %.4f, acc %.2f%%, %.0f img/s", name, stats.epoch, params.train.epochs,
-                 stats.loss, stats.accuracy, stats.images_per_s)
-        run.log_metrics({"train_loss": stats.loss, "train_acc": stats.accuracy, "lr": stats.lr,
-                         "images_per_s": stats.images_per_s}, step=stats.epoch)
-
-    generator = torch.Generator().manual_seed(params.seed)
-    train_(model, data.images[idx], data.labels[idx], params.train, generator=generator,
-           on_epoch=on_epoch, progress=_progress())
+    model, rows = _train_model(name, params, data, data.splits[split], run)
     save_tensors(model_path(name), model.state_dict())
+    _log_layer_norms(name, model, params, data.meta, run)
     curve = PLOTS_DIR / "train" / f"{name}.csv"
     write_text(curve, _csv(["epoch", "loss", "accuracy", "lr"],
                            [[r.epoch, f"{r.loss:.6f}", f"{r.accuracy:.4f}", f"{r.lr:.6g}"] for r in rows]))
@@ -146,11 +130,70 @@ def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
     run.log_artifact(curve, "plots")
 
 
-def _build_model(params: Params, meta: dict) -> torch.nn.Module:
+def _train_model(name: str, params: Params, data: Prepared, indices: np.ndarray, run: TrackedRun,
+                 seed: int | None = None) -> tuple[torch.nn.Module, list]:
+    """A model built and trained from ``params`` (model, train, lipschitz) on ``indices``;
+    per-epoch metrics go to MLflow under the prefix ``<name>.`` unless ``name`` is the stage's model."""
+    import torch
+
+    from unlearn.training import EpochStats, train_
+
+    seed = params.seed if seed is None else seed
+    model = _build_model(params, data.meta, seed)
+    idx = torch.as_tensor(indices)
+    rows: list[EpochStats] = []
+    prefix = "" if name in ("original", "retrain") else f"{name}."
+
+    def on_epoch(stats: EpochStats) -> None:
+        rows.append(stats)
+        log.info("%s epoch %d/%d: loss %.4f, acc %.2f%%, %.0f img/s", name, stats.epoch, params.train.epochs,
+                 stats.loss, stats.accuracy, stats.images_per_s)
+        run.log_metrics({f"{prefix}train_loss": stats.loss, f"{prefix}train_acc": stats.accuracy,
+                         f"{prefix}lr": stats.lr, f"{prefix}images_per_s": stats.images_per_s}, step=stats.epoch)
+
+    train_(model, data.images[idx], data.labels[idx], params.train, generator=torch.Generator().manual_seed(seed),
+           callbacks=_clipping(params, model, data.meta, seed), on_epoch=on_epoch, progress=_progress())
+    return model, rows
+
+
+def _clipping(params: Params, model: torch.nn.Module, meta: dict, seed: int) -> list:
+    clip = params.lipschitz
+    if clip.method == "none":
+        return []
+    from unlearn.lipschitz import FastClip
+
+    return [FastClip(model, meta["shape"], target=clip.target, clip_every=clip.clip_every, bn=clip.bn,
+                     iters=clip.iters, seed=seed)]
+
+
+def _log_layer_norms(name: str, model: torch.nn.Module, params: Params, meta: dict, run: TrackedRun) -> None:
+    """The exact spectral norm of every layer as FastClip sees it (conv + BN merged in
+    ``bn: composite``, conv alone otherwise) and the model's Lipschitz upper bound:
+    a dvc plots CSV and MLflow metrics."""
+    import torch
+
+    from unlearn.lipschitz import affine_layers, lipschitz_bound, top_singular
+
+    bn = "composite" if params.lipschitz.bn == "composite" else "ignore"
+    norms = {layer.name: float(top_singular(layer.module, layer.input_shape, 1, 100,
+                                            generator=torch.Generator().manual_seed(0))[0][0])
+             for layer in affine_layers(model, meta["shape"], bn)}
+    bound, _ = lipschitz_bound(model, meta["shape"])
+    path = PLOTS_DIR / "lipschitz" / f"{name}.csv"
+    write_text(path, _csv(["layer", "norm"], [[layer, f"{norm:.6f}"] for layer, norm in norms.items()]))
+    log.info("%s: largest layer norm %.4f, Lipschitz bound %.4g", name, max(norms.values()), bound)
+    run.log_metrics({"lipschitz_bound": bound, "max_layer_norm": max(norms.values()),
+                     **{f"layer_norm.{layer}": norm for layer, norm in norms.items()}})
+    run.log_artifact(path, "plots")
+
+
+def _build_model(params: Params, meta: dict, seed: int | None = None) -> torch.nn.Module:
     from unlearn.models import create_model
 
     return create_model(params.model.name, in_channels=meta["shape"][0], num_classes=len(meta["classes"]),
-                        mean=meta["mean"], std=meta["std"], seed=params.seed, width=params.model.width)
+                        mean=meta["mean"], std=meta["std"], seed=params.seed if seed is None else seed,
+                        width=params.model.width,
+                        batch_norm=params.model.batch_norm)
 
 
 def load_model(name: str, params: Params, meta: dict) -> torch.nn.Module:
@@ -163,6 +206,55 @@ def load_model(name: str, params: Params, meta: dict) -> torch.nn.Module:
         raise DataError(f"{model_path(name)}: does not fit model {params.model.name!r} "
                         f"({str(exc).splitlines()[0]}); re-run the stage that wrote it") from None
     return model
+
+
+# ---------------------------------------------------------------- transfer
+
+def transfer(params: Params, run: TrackedRun) -> None:
+    """Smoothness vs transferability: a source and a target model per Lipschitz target,
+    PGD on each source, the transfer-rate matrix (metrics JSON, heat-map CSV, MLflow)."""
+    import numpy as np
+    import torch
+
+    from unlearn.evaluation import accuracy, predict
+    from unlearn.evaluation.transfer import transfer_matrix
+    from unlearn.lipschitz import lipschitz_bound
+    from unlearn.training import to_float
+
+    cfg = params.transfer
+    data = load_prepared()
+    recipe = params.train.model_copy(update={"epochs": cfg.epochs})
+    sources, targets, summary = {}, {}, {}
+    for target in cfg.targets:
+        label = "none" if target is None else f"L{target:g}"
+        clip = (params.lipschitz.model_copy(update={"method": "none"}) if target is None
+                else params.lipschitz.model_copy(update={"method": "fastclip", "target": target}))
+        setting = params.model_copy(update={"train": recipe, "lipschitz": clip})
+        for role, offset, models in (("source", 0, sources), ("target", 1, targets)):
+            model, _ = _train_model(f"{role}.{label}", setting, data, data.splits["train"], run,
+                                    seed=params.seed + offset)
+            models[label] = model
+            test = torch.as_tensor(data.splits["test"])
+            summary[f"{role}.{label}"] = {
+                "test_acc": round(accuracy(predict(model, data.images[test]), data.labels[test]), 4),
+                "lipschitz_bound": round(lipschitz_bound(model, data.meta["shape"])[0], 4)}
+    rng = np.random.default_rng([params.seed, 2])
+    chosen = torch.as_tensor(np.sort(rng.choice(data.splits["test"], size=min(cfg.samples, len(data.splits["test"])),
+                                                replace=False)))
+    x, y = to_float(data.images[chosen]), data.labels[chosen]
+    rates = transfer_matrix(sources, targets, x, y, eps=cfg.eps, steps=cfg.steps)
+    unconditional = transfer_matrix(sources, targets, x, y, eps=cfg.eps, steps=cfg.steps, given_source_fooled=False)
+    rounded = lambda m: {s: {t: round(r, 2) for t, r in row.items()} for s, row in m.items()}
+    write_json(METRICS_DIR / "transfer.json", {"eps": cfg.eps, "samples": len(chosen), "models": summary,
+                                                "rate": rounded(rates), "rate_unconditional": rounded(unconditional)})
+    heat = PLOTS_DIR / "transfer.csv"
+    write_text(heat, _csv(["source", "target", "rate"],
+                          [[s, t, f"{r:.2f}"] for s, row in rates.items() for t, r in row.items()]))
+    for s, row in rates.items():
+        log.info("transfer from %s: %s", s, ", ".join(f"{t} {r:.1f}%" for t, r in row.items()))
+    run.log_metrics({f"transfer.{s}.{t}": r for s, row in rates.items() for t, r in row.items()})
+    run.log_artifact(METRICS_DIR / "transfer.json", "metrics")
+    run.log_artifact(heat, "plots")
 
 
 # ---------------------------------------------------------------- evaluate / report
@@ -222,8 +314,9 @@ class Stage:
 
 STAGES: dict[str, Stage] = {
     "prepare": Stage(prepare, ("seed", "data")),
-    "train": Stage(train, ("seed", "model", "train")),
-    "retrain": Stage(retrain, ("seed", "model", "train")),
+    "train": Stage(train, ("seed", "model", "train", "lipschitz")),
+    "retrain": Stage(retrain, ("seed", "model", "train", "lipschitz")),
+    "transfer": Stage(transfer, ("seed", "model", "train", "lipschitz", "transfer")),
     "evaluate": Stage(evaluate, ("seed", "model", "evaluate")),
     "report": Stage(report, ()),
 }

@@ -19,6 +19,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 TINY_PARAMS = {
     "train": {"epochs": 2, "batch_size": 128, "lr": 0.05},
     "model": {"name": "small_cnn", "width": 8},
+    "lipschitz": {"method": "fastclip", "target": 2.0, "clip_every": 5},
+    "transfer": {"targets": [None, 1.0], "epochs": 1, "samples": 50, "steps": 5},
     "flow": {"concurrency": 2, "retries": 0},
 }
 

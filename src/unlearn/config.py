@@ -103,10 +103,12 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """The architecture, by registry name (see :mod:`unlearn.models`)."""
+    """The architecture, by registry name (see :mod:`unlearn.models`); ``width: null``
+    takes the architecture's default; ``batch_norm: false`` builds it without BatchNorm."""
 
     name: Literal[MODEL_NAMES] = "small_cnn"  # type: ignore[valid-type]
     width: Optional[PositiveInt] = None
+    batch_norm: bool = True
 
 
 class TrainConfig(_Section):
@@ -130,6 +132,48 @@ class TrainConfig(_Section):
     crop_padding: NonNegInt = 4
 
 
+class LipschitzConfig(_Section):
+    """Smooth-model training with FastClip (:mod:`unlearn.lipschitz`), read by train and retrain.
+
+    ``method: fastclip`` clips every Linear / Conv layer's spectral norm to at most
+    ``target`` every ``clip_every`` optimiser steps (and once at the end), with
+    ``iters`` warm-started power iterations per clip. ``bn`` says how BatchNorm is
+    treated: ``ignore`` (clip convs alone), ``composite`` (clip conv + BN as one map)
+    or ``remove`` (needs ``model.batch_norm: false``).
+    """
+
+    method: Literal["none", "fastclip"] = "none"
+    target: PositiveFloat = 1.0
+    clip_every: PositiveInt = 50
+    bn: Literal["ignore", "remove", "composite"] = "ignore"
+    iters: PositiveInt = 20
+
+
+class TransferConfig(_Section):
+    """The smoothness / transferability study (stage ``transfer``).
+
+    For every Lipschitz target in ``targets`` (``null`` = no clipping) a source and a
+    target model are trained (seeds ``seed`` and ``seed + 1``) with the ``train`` recipe
+    for ``epochs`` epochs and the other ``lipschitz`` settings; L2 PGD examples
+    (``eps``, ``steps``) crafted on each source for ``samples`` test samples are scored
+    on every target.
+    """
+
+    targets: list[Optional[PositiveFloat]] = Field(default_factory=lambda: [None, 2.0, 1.5, 1.0])
+    epochs: PositiveInt = 10
+    eps: PositiveFloat = 0.5
+    steps: PositiveInt = 20
+    samples: PositiveInt = 300
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "TransferConfig":
+        if not self.targets:
+            raise ValueError("targets must list at least one Lipschitz target (null = no clipping)")
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError(f"targets {self.targets} lists a value twice")
+        return self
+
+
 class EvaluateConfig(_Section):
     batch_size: PositiveInt = 1024
 
@@ -149,8 +193,19 @@ class Params(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    lipschitz: LipschitzConfig = Field(default_factory=LipschitzConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Params":
+        clip = self.lipschitz
+        if clip.method == "fastclip" and clip.bn == "remove" and self.model.batch_norm:
+            # not a ValueError: pydantic would wrap it; ConfigError passes through as is
+            raise ConfigError("params.yaml: lipschitz.bn = remove: needs model.batch_norm: false "
+                              "(or bn: ignore | composite)")
+        return self
 
 
 class _YamlLoader(yaml.SafeLoader):

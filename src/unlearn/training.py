@@ -8,7 +8,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -17,10 +17,14 @@ from torch.nn import functional as F
 from unlearn.config import TrainConfig
 
 
-class StepCallback(Protocol):
-    """Called after every optimiser step with the model and the global step (1-based)."""
+class Callback:
+    """Hooks into :func:`train_`; subclass and override what you need (both default to no-ops)."""
 
-    def __call__(self, model: nn.Module, step: int) -> None: ...
+    def on_step(self, model: nn.Module, step: int) -> None:
+        """After every optimiser step; ``step`` counts from 1 over the whole run."""
+
+    def on_train_end(self, model: nn.Module) -> None:
+        """After the last epoch."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def train_(
     cfg: TrainConfig,
     *,
     generator: torch.Generator,
-    callbacks: Sequence[StepCallback] = (),
+    callbacks: Sequence[Callback] = (),
     on_epoch: Callable[[EpochStats], None] | None = None,
     progress: bool = False,
 ) -> list[EpochStats]:
@@ -135,7 +139,7 @@ def train_(
                 optimizer.step()
                 step += 1
                 for callback in callbacks:
-                    callback(model, step)
+                    callback.on_step(model, step)
                 with torch.no_grad():
                     total_loss += loss.detach() * len(idx)
                     correct += (logits.argmax(1) == y).sum()
@@ -145,4 +149,6 @@ def train_(
             history.append(stats)
             if on_epoch is not None:
                 on_epoch(stats)
+        for callback in callbacks:
+            callback.on_train_end(model)
     return history

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import mlflow_runs, write_params
 
 pytestmark = pytest.mark.slow
-ALL_STAGES = {"prepare", "train", "retrain", "evaluate@original", "evaluate@retrain", "report"}
+ALL_STAGES = {"prepare", "train", "retrain", "transfer", "evaluate@original", "evaluate@retrain", "report"}
 
 
 def repro(root) -> set[str]:
@@ -25,6 +25,11 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
         assert {"forget_acc", "retain_acc", "test_acc"} <= set(metrics)
         assert all(0 <= metrics[k] <= 100 for k in ("forget_acc", "retain_acc", "test_acc"))
     assert "| retrain |" in (project / "reports" / "results.md").read_text()
+    transfer = json.loads((project / "metrics" / "transfer.json").read_text())
+    assert set(transfer["rate_unconditional"]) == {"none", "L1"} and set(transfer["rate_unconditional"]["L1"]) == {"none", "L1"}
+    for name in ("original", "retrain"):  # FastClip at target 2.0 (tiny params), conv layers alone (bn: ignore)
+        rows = (project / "plots" / "lipschitz" / f"{name}.csv").read_text().splitlines()[1:]
+        assert len(rows) == 4 and all(float(row.split(",")[1]) <= 2.04 for row in rows)
     runs = mlflow_runs(project)
     assert sorted(r.data.tags["dvc.stage"] for r in runs) == sorted(ALL_STAGES)
     assert all(r.info.status == "FINISHED" for r in runs)

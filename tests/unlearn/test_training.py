@@ -3,7 +3,7 @@ import torch
 from unlearn.config import TrainConfig
 from unlearn.data import load_dataset
 from unlearn.models import create_model
-from unlearn.training import augment_batch, train_, train_mode
+from unlearn.training import Callback, augment_batch, train_, train_mode
 
 
 def _setup(seed=0, n=256):
@@ -36,12 +36,23 @@ def test_loss_decreases_and_stats_are_reported():
     assert all(h.images == 256 and h.images_per_s > 0 for h in history)
 
 
-def test_callbacks_run_after_every_step():
+class _Recorder(Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_step(self, model, step):
+        self.events.append(step)
+
+    def on_train_end(self, model):
+        self.events.append("end")
+
+
+def test_callbacks_run_after_every_step_and_at_the_end():
     model, x, y = _setup(n=100)
-    steps = []
+    recorder = _Recorder()
     train_(model, x, y, TrainConfig(epochs=2, batch_size=32), generator=torch.Generator().manual_seed(0),
-           callbacks=[lambda m, step: steps.append(step)])
-    assert steps == list(range(1, 9))  # 4 batches (32, 32, 32, 4) per epoch
+           callbacks=[recorder])
+    assert recorder.events == [*range(1, 9), "end"]  # 4 batches (32, 32, 32, 4) per epoch
 
 
 def test_schedules_set_the_learning_rate_per_epoch():

@@ -11,7 +11,7 @@ from unlearn.registry import Registry
 
 
 class ModelFactory(Protocol):
-    def __call__(self, *, in_channels: int, num_classes: int, width: int | None) -> nn.Module: ...
+    def __call__(self, *, in_channels: int, num_classes: int, width: int | None, batch_norm: bool) -> nn.Module: ...
 
 
 MODELS: Registry[ModelFactory] = Registry("model")
@@ -38,13 +38,15 @@ def create_model(
     std: Sequence[float],
     seed: int,
     width: int | None = None,
+    batch_norm: bool = True,
 ) -> nn.Sequential:
     """Build ``Normalize(mean, std)`` followed by the registered network ``name``.
 
     The weights are initialised from ``seed`` without touching the global RNG state.
+    ``batch_norm: False`` builds the network without BatchNorm (FastClip's ``bn: remove``).
     """
     factory = MODELS.get(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        body = factory(in_channels=in_channels, num_classes=num_classes, width=width)
+        body = factory(in_channels=in_channels, num_classes=num_classes, width=width, batch_norm=batch_norm)
     return nn.Sequential(Normalize(mean, std), body)

@@ -10,18 +10,23 @@ from torch.nn import functional as F
 from unlearn.models.registry import MODELS
 
 
+def _norm(channels: int, batch_norm: bool) -> nn.Module:
+    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 conv + BN layers with an identity (or 1x1 conv + BN) shortcut."""
 
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, batch_norm: bool = True) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=not batch_norm)
+        self.bn1 = _norm(cout, batch_norm)
+        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=not batch_norm)
+        self.bn2 = _norm(cout, batch_norm)
         self.shortcut = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=not batch_norm),
+                                          _norm(cout, batch_norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -30,14 +35,16 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, blocks: tuple[int, ...], in_channels: int, num_classes: int, width: int) -> None:
+    def __init__(self, blocks: tuple[int, ...], in_channels: int, num_classes: int, width: int,
+                 batch_norm: bool = True) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=not batch_norm),
+                                  _norm(width, batch_norm), nn.ReLU())
         layers, cin = [], width
         for stage, count in enumerate(blocks):
             cout = width * 2**stage
             for i in range(count):
-                layers.append(BasicBlock(cin, cout, stride=2 if stage > 0 and i == 0 else 1))
+                layers.append(BasicBlock(cin, cout, 2 if stage > 0 and i == 0 else 1, batch_norm))
                 cin = cout
         self.layers = nn.Sequential(*layers)
         self.head = nn.Linear(cin, num_classes)
@@ -48,6 +55,6 @@ class ResNet(nn.Module):
 
 
 @MODELS.register("resnet18")
-def resnet18(*, in_channels: int, num_classes: int, width: int | None = None) -> ResNet:
+def resnet18(*, in_channels: int, num_classes: int, width: int | None = None, batch_norm: bool = True) -> ResNet:
     """CIFAR ResNet-18: [2, 2, 2, 2] basic blocks, base width 64 by default (11.2M parameters)."""
-    return ResNet((2, 2, 2, 2), in_channels, num_classes, width or 64)
+    return ResNet((2, 2, 2, 2), in_channels, num_classes, width or 64, batch_norm)

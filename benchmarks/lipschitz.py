@@ -1,0 +1,150 @@
+"""Accuracy and speed of spectral-norm estimators on single affine layers.
+
+For each layer (seeded: CxC 3x3 convs on CxSxS inputs, default C=16, S=8, zero padded
+stride 1, stride 2, dilation 2, circular padding, groups 2, conv + BatchNorm in eval mode with
+randomised running statistics, and Linear 256->128) the ground truth is the largest
+singular value of the layer's full Jacobian (``dense_singular_values``, float64).
+Each method is scored by its relative error against it and by the median time per
+call over ``--repeats`` repeats, interleaved (every repeat runs every method on
+every layer, in a rotated order, after one untimed warm-up pass) so machine noise
+hits all methods alike:
+
+* FastClip: ``unlearn.lipschitz.top_singular`` (autograd power iteration, ``--iters``);
+* reshaped kernel: ``reshaped_kernel_norm`` (Miyato / ``torch.nn.utils.spectral_norm``;
+  for conv + BN it is applied to the kernel with BN's per-channel scale folded in);
+* FFT: ``fft_circular_norm`` (Sedghi et al.), and Gram: ``gram_iteration_bound``
+  (Delattre et al.), both run on any plain Conv2d with groups=1 (n/a otherwise),
+  although they model stride-1 circular convolutions only.
+
+Expected: FastClip exact (< 0.1 %) everywhere; the reshaped kernel off by up to ~3x
+on convolutions; FFT exact only for circular padding; Gram an upper bound of FFT.
+
+Run from the project root with the project's virtualenv active:
+
+    python benchmarks/lipschitz.py [--repeats 5] [--iters 100] [--channels 16] [--size 8] [--threads 1]
+
+``--threads 1`` is the default: with 2 threads on a 2-core machine shared with another
+busy process, OpenMP stalls slowed the dense SVDs up to 30x. ``--size 16`` (4096-dim
+inputs, closer to real layers) runs ~2 min, almost all in the dense SVDs (ground truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from unlearn.lipschitz import top_singular
+from unlearn.lipschitz.baselines import (dense_singular_values, fft_circular_norm, gram_iteration_bound,
+                                         reshaped_kernel_norm)
+
+
+def make_layers(seed: int, c: int, size: int) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
+    torch.manual_seed(seed)
+    shape = (c, size, size)
+    bn = nn.BatchNorm2d(c)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2.0)
+        bn.bias.uniform_(-1.0, 1.0)
+        bn.running_mean.uniform_(-1.0, 1.0)
+        bn.running_var.uniform_(0.1, 4.0)
+    return [
+        ("conv zero-pad s1", nn.Conv2d(c, c, 3, padding=1), shape),
+        ("conv zero-pad s2", nn.Conv2d(c, c, 3, stride=2, padding=1), shape),
+        ("conv dilation 2", nn.Conv2d(c, c, 3, padding=2, dilation=2), shape),
+        ("conv circular s1", nn.Conv2d(c, c, 3, padding=1, padding_mode="circular"), shape),
+        ("conv groups 2", nn.Conv2d(c, c, 3, padding=1, groups=2), shape),
+        ("conv + BN (eval)", nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), bn).eval(), shape),
+        ("linear 256->128", nn.Linear(256, 128), (256,)),
+    ]
+
+
+def folded_kernel(module: nn.Module) -> nn.Module:
+    """The weighted layer itself, or for conv + BN a stand-in whose weight has BN's scale folded in."""
+    if not isinstance(module, nn.Sequential):
+        return module
+    conv, bn = module
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    stand_in = nn.Module()
+    stand_in.weight = nn.Parameter(conv.weight.detach() * scale.view(-1, 1, 1, 1))
+    return stand_in
+
+
+def methods(iters: int) -> dict[str, Callable[[nn.Module, tuple], float | None]]:
+    """Each method maps (layer, input shape) to its estimate of the top singular value, None if n/a."""
+    def fastclip(m, shape):
+        return float(top_singular(m, shape, 1, iters, generator=torch.Generator().manual_seed(0))[0][0])
+
+    def fft_like(fn):
+        def run(m, shape):
+            if not (isinstance(m, nn.Conv2d) and m.groups == 1):
+                return None  # n/a
+            return fn(m, shape)
+        return run
+
+    return {
+        "FastClip": fastclip,
+        "reshaped kernel": lambda m, shape: reshaped_kernel_norm(folded_kernel(m)),
+        "FFT (Sedghi)": fft_like(fft_circular_norm),
+        "Gram (Delattre)": fft_like(gram_iteration_bound),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=100, help="power iterations for FastClip")
+    parser.add_argument("--channels", type=int, default=16, help="conv in = out channels")
+    parser.add_argument("--size", type=int, default=8, help="conv input height = width")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads, 0 keeps torch's default (see above)")
+    args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    layers = make_layers(args.seed, args.channels, args.size)
+    fns = methods(args.iters)
+
+    truth, dense_ms = {}, {}
+    for name, module, shape in layers:
+        start = time.perf_counter()
+        truth[name] = float(dense_singular_values(module, shape)[0])
+        dense_ms[name] = 1e3 * (time.perf_counter() - start)
+
+    values: dict[tuple[str, str], float | None] = {}
+    times: dict[tuple[str, str], list[float]] = {(layer, m): [] for layer, _, _ in layers for m in fns}
+    method_names = list(fns)
+    for method in method_names:  # warm-up
+        fns[method](*layers[0][1:])
+    for r in range(args.repeats):
+        order = method_names[r % len(method_names):] + method_names[:r % len(method_names)]  # rotate
+        for name, module, shape in layers:
+            for method in order:
+                start = time.perf_counter()
+                value = fns[method](module, shape)
+                times[name, method].append(1e3 * (time.perf_counter() - start))
+                values[name, method] = value
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats, "
+          f"FastClip iters={args.iters}, convs {args.channels}x{args.size}x{args.size}; "
+          "cells: signed relative error vs dense SVD / median ms per call\n")
+    print("| layer | true sigma_max (dense ms) | " + " | ".join(method_names) + " |")
+    print("|---|---:|" + "---:|" * len(method_names))
+    for name, _, _ in layers:
+        cells = []
+        for method in method_names:
+            value = values[name, method]
+            if value is None:
+                cells.append("n/a")
+                continue
+            error = 100.0 * (value - truth[name]) / truth[name]
+            cells.append(f"{error:+.4g}% / {statistics.median(times[name, method]):.2f} ms")
+        print(f"| {name} | {truth[name]:.4f} ({dense_ms[name]:.0f} ms) | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
