@@ -81,9 +81,10 @@ def methods(iters: int) -> dict[str, Callable[[nn.Module, tuple], float | None]]
 
     def fft_like(fn):
         def run(m, shape):
-            if not (isinstance(m, nn.Conv2d) and m.groups == 1):
-                return None  # n/a
-            return fn(m, shape)
+            try:
+                return fn(m, shape)
+            except ValueError:  # defined for stride-1, undilated, single-group Conv2d only
+                return None
         return run
 
     return {

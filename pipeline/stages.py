@@ -3,8 +3,10 @@ atomically, log to MLflow. The graph itself lives only in dvc.yaml."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import tempfile
 import logging
 import sys
 from dataclasses import dataclass
@@ -185,6 +187,11 @@ def _log_layer_norms(name: str, model: torch.nn.Module, params: Params, meta: di
     run.log_metrics({"lipschitz_bound": bound, "max_layer_norm": max(norms.values()),
                      **{f"layer_norm.{layer}": norm for layer, norm in norms.items()}})
     run.log_artifact(path, "plots")
+    with _figure(f"{name}_layer_norms.png", run) as (fig, ax):
+        ax.barh(range(len(norms)), list(norms.values()))
+        ax.set_yticks(range(len(norms)), list(norms))
+        ax.invert_yaxis()
+        ax.set(xlabel="spectral norm", ylabel="layer", title=f"{name}: per-layer spectral norms")
 
 
 def _build_model(params: Params, meta: dict, seed: int | None = None) -> torch.nn.Module:
@@ -255,6 +262,15 @@ def transfer(params: Params, run: TrackedRun) -> None:
     run.log_metrics({f"transfer.{s}.{t}": r for s, row in rates.items() for t, r in row.items()})
     run.log_artifact(METRICS_DIR / "transfer.json", "metrics")
     run.log_artifact(heat, "plots")
+    names = list(targets)
+    grid = np.array([[rates[s][t] for t in names] for s in sources])
+    with _figure("transfer_heatmap.png", run) as (fig, ax):
+        image = ax.imshow(grid, cmap="viridis")
+        ax.set(xticks=range(len(names)), xticklabels=names, yticks=range(len(sources)), yticklabels=list(sources),
+               xlabel="target model", ylabel="source model", title=f"transfer rate (%), L2 eps {cfg.eps:g}")
+        for (i, j), value in np.ndenumerate(grid):
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", color="white")
+        fig.colorbar(image)
 
 
 # ---------------------------------------------------------------- evaluate / report
@@ -296,6 +312,25 @@ def report(params: Params, run: TrackedRun, *models: str) -> None:
         run.log_metrics({f"avg_gap.{name}": avg_gap(m, reference) for name, m in results.items()})
     run.log_artifact(REPORTS_DIR / "results.md", "report")
     run.log_artifact(REPORTS_DIR / "accuracy.csv", "report")
+
+
+@contextlib.contextmanager
+def _figure(filename: str, run: TrackedRun):
+    """A matplotlib figure saved as a PNG and logged to MLflow under ``plots/`` (not a DVC output)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    try:
+        yield fig, ax
+        fig.tight_layout()
+        with tempfile.TemporaryDirectory() as tmp:
+            fig.savefig(Path(tmp) / filename, dpi=100)
+            run.log_artifact(Path(tmp) / filename, "plots")
+    finally:
+        plt.close(fig)
 
 
 def _csv(header: list[str], rows: list[list]) -> str:
