@@ -19,12 +19,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from unlearn.lipschitz.operator import LinearPart, eval_mode
+from unlearn.lipschitz.operator import LinearPart
+from unlearn.training import train_mode
 
 
 def dense_singular_values(module: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
     """All singular values (descending, float64) of the module's linear part, via its Jacobian."""
-    with eval_mode(module):
+    with train_mode(module, False):
         op = LinearPart(module, input_shape)
         eye = torch.eye(op.size, dtype=op.dtype).reshape(op.size, *op.input_shape)
         with torch.no_grad():

@@ -15,10 +15,11 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from unlearn.lipschitz.operator import LINEAR_LEAVES, eval_mode
+from unlearn.lipschitz.operator import LINEAR_LEAVES
 from unlearn.lipschitz.spectrum import top_singular
 from unlearn.models.registry import Normalize
 from unlearn.models.resnet import BasicBlock, ResNet
+from unlearn.training import train_mode
 
 _RULES: dict[type, Callable] = {}
 _ONE_LIPSCHITZ = (nn.ReLU, nn.Flatten, nn.Identity, nn.Dropout)
@@ -118,7 +119,7 @@ def lipschitz_bound(model: nn.Module, input_shape: Sequence[int], iters: int = 1
     and ``norm`` (the exact spectral norm of that affine layer, conv+BN merged).
     """
     walker = _Walker(*_module_shapes(model, input_shape), iters)
-    with eval_mode(model):
+    with train_mode(model, False):
         total = walker.bound(model, "")
     return total, walker.table
 
@@ -135,7 +136,7 @@ def _module_shapes(model: nn.Module, input_shape: Sequence[int]) -> tuple[dict, 
     hooks = [m.register_forward_hook(record) for m in model.modules()]
     param = next(model.parameters())
     try:
-        with eval_mode(model), torch.no_grad():
+        with train_mode(model, False), torch.no_grad():
             model(torch.zeros(1, *input_shape, dtype=param.dtype, device=param.device))
     finally:
         for hook in hooks:

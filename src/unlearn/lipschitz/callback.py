@@ -10,8 +10,8 @@ from torch import nn
 
 from unlearn.lipschitz.clip import clip_with_vector, shrink_
 from unlearn.lipschitz.spectrum import top_singular
-from unlearn.lipschitz.operator import WEIGHTED, eval_mode
-from unlearn.training import Callback
+from unlearn.lipschitz.operator import WEIGHTED
+from unlearn.training import Callback, train_mode
 
 BN_MODES = ("ignore", "remove", "composite")
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -65,7 +65,7 @@ def _input_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tup
     hooks = [m.register_forward_hook(recorder(name)) for name, m in model.named_modules() if isinstance(m, WEIGHTED)]
     param = next(model.parameters())
     try:
-        with eval_mode(model), torch.no_grad():
+        with train_mode(model, False), torch.no_grad():
             model(torch.zeros(1, *input_shape, dtype=param.dtype, device=param.device))
     finally:
         for hook in hooks:

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from unlearn.lipschitz.operator import LinearPart, eval_mode, weight_of
+from unlearn.lipschitz.operator import LinearPart, weight_of
 from unlearn.lipschitz.spectrum import top_singular
+from unlearn.training import train_mode
 
 
 def clip_(
@@ -91,7 +92,7 @@ def shrink_(module: nn.Module, input_shape: Sequence[int], vectors: torch.Tensor
     steepest descent with exact line search on ``sum_i ||A_W v_i - scale_i A_old v_i||^2``."""
     weight = weight_of(module)
     name = next(n for n, p in module.named_parameters() if p is weight)
-    with eval_mode(module), torch.enable_grad():
+    with train_mode(module, False), torch.enable_grad():
         op = LinearPart(module, input_shape)
         shape = (-1,) + (1,) * (vectors.dim() - 1)
         with torch.no_grad():

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
+
 
 LINEAR_LEAVES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool1d, nn.AvgPool2d,
                  nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity)
@@ -30,18 +30,6 @@ def weight_of(module: nn.Module) -> nn.Parameter:
         if isinstance(leaf, WEIGHTED):
             return leaf.weight
     raise ValueError(f"{type(module).__name__} has no Linear or Conv layer whose weight could be clipped")
-
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """BatchNorm applies its running statistics (a fixed affine map) only in eval mode."""
-    previous = {m: m.training for m in module.modules()}
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, mode in previous.items():
-            m.training = mode
 
 
 class LinearPart:

@@ -7,7 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from unlearn.lipschitz.operator import LinearPart, eval_mode
+from unlearn.lipschitz.operator import LinearPart
+from unlearn.training import train_mode
 
 
 def _orthonormal_rows(x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +60,7 @@ def top_singular(
     """
     if k < 1 or iters < 0 or oversample < 0:
         raise ValueError(f"k must be >= 1, iters and oversample >= 0; got k={k}, iters={iters}, oversample={oversample}")
-    with eval_mode(module):
+    with train_mode(module, False):
         op = LinearPart(module, input_shape)
         if k > op.size:
             raise ValueError(f"k={k} exceeds the input dimension {op.size}")
