@@ -6,14 +6,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import tempfile
 import logging
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from pipeline.tracking import TrackedRun
 from unlearn.config import Params
@@ -249,11 +247,11 @@ def transfer(params: Params, run: TrackedRun) -> None:
     chosen = torch.as_tensor(np.sort(rng.choice(data.splits["test"], size=min(cfg.samples, len(data.splits["test"])),
                                                 replace=False)))
     x, y = to_float(data.images[chosen]), data.labels[chosen]
-    rates = transfer_matrix(sources, targets, x, y, eps=cfg.eps, steps=cfg.steps)
-    unconditional = transfer_matrix(sources, targets, x, y, eps=cfg.eps, steps=cfg.steps, given_source_fooled=False)
-    rounded = lambda m: {s: {t: round(r, 2) for t, r in row.items()} for s, row in m.items()}
-    write_json(METRICS_DIR / "transfer.json", {"eps": cfg.eps, "samples": len(chosen), "models": summary,
-                                                "rate": rounded(rates), "rate_unconditional": rounded(unconditional)})
+    matrices = transfer_matrix(sources, targets, x, y, eps=cfg.eps, steps=cfg.steps)
+    rates = matrices["rate"]
+    rounded = {key: {s: {t: round(r, 2) if r == r else None for t, r in row.items()} for s, row in m.items()}  # NaN -> null
+               for key, m in matrices.items()}
+    write_json(METRICS_DIR / "transfer.json", {"eps": cfg.eps, "samples": len(chosen), "models": summary, **rounded})
     heat = PLOTS_DIR / "transfer.csv"
     write_text(heat, _csv(["source", "target", "rate"],
                           [[s, t, f"{r:.2f}"] for s, row in rates.items() for t, r in row.items()]))

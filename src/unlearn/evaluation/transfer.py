@@ -18,16 +18,15 @@ def transfer_matrix(
     *,
     eps: float,
     steps: int = 20,
-    given_source_fooled: bool = True,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, dict[str, float]]]:
     """Transfer rate (percent) of L2 PGD examples crafted on each source to each target.
 
-    For a (source, target) pair, the rate is the fraction of samples that the target
-    misclassifies after the attack, among those that both models classify correctly
-    when clean (so a rate measures transfer, not the target's own errors) and, with
-    ``given_source_fooled`` (the usual definition of transferability), whose
-    adversarial example does fool the source. Without it, the rate also counts the
-    source's own robustness (a smoother source is fooled less often at a given eps).
+    For a (source, target) pair, ``rate_unconditional`` is the fraction of samples that
+    the target misclassifies after the attack, among those that both models classify
+    correctly when clean (so it measures transfer, not the target's own errors);
+    ``rate`` (the usual definition of transferability) counts only samples whose
+    adversarial example does fool the source, so it does not mix in the source's own
+    robustness (a smoother source is fooled less often at a given eps).
 
     Parameters
     ----------
@@ -35,23 +34,24 @@ def transfer_matrix(
 
     Returns
     -------
-    ``{source: {target: rate}}``.
+    ``{"rate": {source: {target: percent}}, "rate_unconditional": {...}}``; NaN where no
+    sample qualifies.
     """
     with torch.no_grad():
         clean = {name: _eval(model, images).argmax(1) == labels for name, model in {**sources, **targets}.items()}
-    rates: dict[str, dict[str, float]] = {}
+    rates: dict[str, dict[str, dict[str, float]]] = {"rate": {}, "rate_unconditional": {}}
     for source_name, source in sources.items():
         adversarial = pgd_l2(source, images, labels, eps=eps, steps=steps)
         with torch.no_grad():
             fooled_source = _eval(source, adversarial).argmax(1) != labels
-        rates[source_name] = {}
-        for target_name, target in targets.items():
-            both = clean[source_name] & clean[target_name]
-            if given_source_fooled:
-                both &= fooled_source
-            with torch.no_grad():
-                fooled = _eval(target, adversarial[both]).argmax(1) != labels[both]
-            rates[source_name][target_name] = 100.0 * fooled.float().mean().item() if both.any() else float("nan")
+        for key, condition in (("rate", fooled_source), ("rate_unconditional", torch.ones_like(fooled_source))):
+            rates[key][source_name] = {}
+            for target_name, target in targets.items():
+                chosen = clean[source_name] & clean[target_name] & condition
+                with torch.no_grad():
+                    fooled = _eval(target, adversarial[chosen]).argmax(1) != labels[chosen]
+                rates[key][source_name][target_name] = (100.0 * fooled.float().mean().item() if chosen.any()
+                                                        else float("nan"))
     return rates
 
 

@@ -1,3 +1,5 @@
+import math
+
 import torch
 from torch import nn
 
@@ -17,9 +19,7 @@ def test_identical_models_transfer_fully_and_orthogonal_ones_do_not():
     a = _linear([[1.0, -1.0], [-1.0, 1.0]])
     b = _linear([[1.0, -1.0], [-1.0, 1.0]])
     rates = transfer_matrix({"a": a}, {"a": a, "b": b}, x, y, eps=1.0, steps=20)
-    assert rates["a"]["a"] == 100.0 and rates["a"]["b"] == 100.0
-    small = transfer_matrix({"a": a}, {"b": b}, x, y, eps=0.05, steps=5, given_source_fooled=False)
-    assert small["a"]["b"] == 0.0
-    import math
-
-    assert math.isnan(transfer_matrix({"a": a}, {"b": b}, x, y, eps=0.05, steps=5)["a"]["b"])  # nothing fooled a
+    assert rates["rate"]["a"] == {"a": 100.0, "b": 100.0} == rates["rate_unconditional"]["a"]
+    small = transfer_matrix({"a": a}, {"b": b}, x, y, eps=0.05, steps=5)
+    assert small["rate_unconditional"]["a"]["b"] == 0.0
+    assert math.isnan(small["rate"]["a"]["b"])  # nothing fooled the source
