@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from unlearn.lipschitz.operator import LINEAR_LEAVES
+from unlearn.lipschitz.operator import LINEAR_LEAVES, module_shapes
 from unlearn.lipschitz.spectrum import top_singular
 from unlearn.models.registry import Normalize
 from unlearn.models.resnet import BasicBlock, ResNet
@@ -118,27 +118,7 @@ def lipschitz_bound(model: nn.Module, input_shape: Sequence[int], iters: int = 1
     Returns ``(bound, table)``; each table row has ``layer``, ``type``, ``input_shape``
     and ``norm`` (the exact spectral norm of that affine layer, conv+BN merged).
     """
-    walker = _Walker(*_module_shapes(model, input_shape), iters)
+    walker = _Walker(*module_shapes(model, input_shape), iters)
     with train_mode(model, False):
         total = walker.bound(model, "")
     return total, walker.table
-
-
-def _module_shapes(model: nn.Module, input_shape: Sequence[int]) -> tuple[dict, dict]:
-    """Input and output shapes (no batch dim) of every module, from one zero input."""
-    shapes: dict = {}
-    out_shapes: dict = {}
-
-    def record(module, args, out):
-        shapes.setdefault(module, tuple(args[0].shape[1:]))
-        out_shapes.setdefault(module, tuple(out.shape[1:]))
-
-    hooks = [m.register_forward_hook(record) for m in model.modules()]
-    param = next(model.parameters())
-    try:
-        with train_mode(model, False), torch.no_grad():
-            model(torch.zeros(1, *input_shape, dtype=param.dtype, device=param.device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return shapes, out_shapes

@@ -10,8 +10,8 @@ from torch import nn
 
 from unlearn.lipschitz.clip import clip_with_vector, shrink_
 from unlearn.lipschitz.spectrum import top_singular
-from unlearn.lipschitz.operator import WEIGHTED
-from unlearn.training import Callback, train_mode
+from unlearn.lipschitz.operator import WEIGHTED, module_shapes
+from unlearn.training import Callback
 
 BN_MODES = ("ignore", "remove", "composite")
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -41,36 +41,17 @@ def affine_layers(model: nn.Module, input_shape: Sequence[int],
         if found is not None:
             raise ValueError(f"bn = 'remove' needs a model built without BatchNorm (model.batch_norm: false); "
                              f"found one at {found!r}")
-    shapes = _input_shapes(model, input_shape)
+    shapes, _ = module_shapes(model, input_shape)
     layers = []
     for i, (name, module) in enumerate(named):
-        if not isinstance(module, WEIGHTED) or name not in shapes:
+        if not isinstance(module, WEIGHTED) or module not in shapes:
             continue
         follower = named[i + 1][1] if i + 1 < len(named) else None
         if (bn == "composite" and isinstance(module, (nn.Conv1d, nn.Conv2d)) and isinstance(follower, _BATCH_NORMS)
                 and follower.num_features == module.out_channels):
             module = nn.Sequential(module, follower)
-        layers.append(AffineLayer(name, module, shapes[name]))
+        layers.append(AffineLayer(name, module, shapes[named[i][1]]))
     return layers
-
-
-def _input_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def recorder(name: str):
-        def record(module, args, out) -> None:  # a hook must return None, or it replaces the output
-            shapes.setdefault(name, tuple(args[0].shape[1:]))
-        return record
-
-    hooks = [m.register_forward_hook(recorder(name)) for name, m in model.named_modules() if isinstance(m, WEIGHTED)]
-    param = next(model.parameters())
-    try:
-        with train_mode(model, False), torch.no_grad():
-            model(torch.zeros(1, *input_shape, dtype=param.dtype, device=param.device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return shapes
 
 
 class FastClip(Callback):

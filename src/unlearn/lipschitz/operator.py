@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from unlearn.training import train_mode
+
 
 LINEAR_LEAVES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool1d, nn.AvgPool2d,
                  nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity)
@@ -56,3 +58,23 @@ class LinearPart:
     @property
     def size(self) -> int:
         return int(torch.Size(self.input_shape).numel())
+
+
+def module_shapes(model: nn.Module, input_shape: Sequence[int]) -> tuple[dict, dict]:
+    """Input and output shapes (no batch dim) of every module, from one zero input."""
+    shapes: dict = {}
+    out_shapes: dict = {}
+
+    def record(module, args, out) -> None:  # a hook returning a value would replace the output
+        shapes.setdefault(module, tuple(args[0].shape[1:]))
+        out_shapes.setdefault(module, tuple(out.shape[1:]))
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    param = next(model.parameters())
+    try:
+        with train_mode(model, False), torch.no_grad():
+            model(torch.zeros(1, *input_shape, dtype=param.dtype, device=param.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes, out_shapes
