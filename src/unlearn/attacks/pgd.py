@@ -18,49 +18,57 @@ def pgd_l2(
     images: torch.Tensor,
     labels: torch.Tensor,
     *,
-    eps: float,
+    eps: float | torch.Tensor,
     steps: int = 50,
-    step_size: float | None = None,
+    step_size: float | torch.Tensor | None = None,
     stop_when_wrong: bool = False,
+    start: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L2 PGD: maximise the cross-entropy of ``labels`` within ``||x_adv - x||_2 <= eps``.
 
     Each step moves every sample by ``step_size`` (default ``eps / 10``, as AMUN uses)
     along its own gradient normalised to unit L2 norm, projects back onto the eps-ball
     around the clean image and clamps to [0, 1]. The start is the clean image (no random
-    start), so ``eps = 0`` returns ``images`` exactly. With ``stop_when_wrong``, a sample
-    stops moving as soon as the model misclassifies it.
+    start) unless ``start`` is given, so ``eps = 0`` returns ``images`` exactly. With
+    ``stop_when_wrong``, a sample leaves the batch (no more forward or backward passes)
+    as soon as the model misclassifies it.
 
     Parameters
     ----------
     images : float (N, C, H, W) in [0, 1].
     labels : int64 (N,).
+    eps, step_size : a float, or a float tensor (N,) for a per-sample budget.
+    start : float (N, C, H, W), a point inside each eps-ball to continue from.
 
     Returns
     -------
     float (N, C, H, W) in [0, 1], each within L2 distance ``eps`` of its image.
     The model is evaluated in eval mode; its mode is restored afterwards.
     """
-    if eps < 0 or steps < 0:
-        raise ValueError(f"eps and steps must be >= 0, got eps={eps}, steps={steps}")
-    step = eps / 10 if step_size is None else step_size
-    x_adv = images.detach().clone()
-    if eps == 0 or steps == 0:
-        return x_adv
-    active = torch.ones(len(images), dtype=torch.bool)
+    n = len(images)
+    eps_t = torch.as_tensor(eps, dtype=images.dtype).expand(n).clone()
+    step_t = eps_t / 10 if step_size is None else torch.as_tensor(step_size, dtype=images.dtype).expand(n).clone()
+    if (eps_t < 0).any() or steps < 0:
+        raise ValueError(f"eps and steps must be >= 0, got eps min {eps_t.min().item()}, steps={steps}")
+    x_adv = (images if start is None else start).detach().clone()
+    active = eps_t > 0
+    shape = (-1,) + (1,) * (images.dim() - 1)
     with train_mode(model, False), torch.enable_grad():
         for _ in range(steps):
-            x = x_adv.clone().requires_grad_(True)
+            idx = active.nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            x = x_adv[idx].clone().requires_grad_(True)
             logits = model(x)
             if stop_when_wrong:
-                active &= logits.argmax(1) == labels
-                if not active.any():
-                    break
-            (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels, reduction="sum"), x)
+                still = logits.argmax(1) == labels[idx]
+                active[idx[~still]] = False
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels[idx], reduction="sum"), x)
             with torch.no_grad():
+                if stop_when_wrong:
+                    idx, x, grad = idx[still], x[still], grad[still]
                 direction = grad / _per_sample_norm(grad).clamp_min(1e-12)
-                moved = x_adv + step * direction * active.view(-1, *([1] * (x.dim() - 1)))
-                delta = moved - images
-                delta = delta * (eps / _per_sample_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
-                x_adv = (images + delta).clamp(0.0, 1.0)
+                delta = x + step_t[idx].view(shape) * direction - images[idx]
+                delta = delta * (eps_t[idx].view(shape) / _per_sample_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
+                x_adv[idx] = (images[idx] + delta).clamp(0.0, 1.0)
     return x_adv.detach()

@@ -42,3 +42,15 @@ def test_stop_when_wrong_freezes_misclassified_samples():
     with torch.no_grad():
         wrong_at_start = model(x).argmax(1) != y
     assert torch.equal(adv[wrong_at_start], x[wrong_at_start])
+
+
+def test_per_sample_budgets_and_continuing_from_a_start():
+    model, x, y = _trained()
+    eps = torch.linspace(0.0, 2.0, len(x))
+    adv = pgd_l2(model, x, y, eps=eps, steps=10)
+    assert torch.equal(adv[0], x[0])
+    assert ((adv - x).flatten(1).norm(dim=1) <= eps + 1e-5).all()
+    further = pgd_l2(model, x, y, eps=2 * eps, steps=10, start=adv)
+    assert ((further - x).flatten(1).norm(dim=1) <= 2 * eps + 1e-5).all()
+    with torch.no_grad():
+        assert accuracy(model(further), y) <= accuracy(model(adv), y)

@@ -1,0 +1,92 @@
+"""AMUN's adversarial set D_A: for each sample, an adversarial example at (close to) the
+smallest L2 budget on a doubling grid (Ebrahimpour-Boroojeny, Sundaram, Chandrasekaran,
+"AMUN: Adversarial Machine UNlearning", ICML 2025, arXiv 2503.00917)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from unlearn.attacks.pgd import pgd_l2
+from unlearn.training import train_mode
+
+
+@dataclass(frozen=True)
+class AdversarialSet:
+    """D_A for N samples.
+
+    Attributes
+    ----------
+    images : float (N, C, H, W) in [0, 1], the adversarial examples.
+    labels : int64 (N,), the model's (wrong) prediction on them: AMUN's training labels.
+    eps : float (N,), the budget at which each became misclassified (0 if it already was).
+    distance : float (N,), ``||x_adv - x||_2``.
+    capped : bool (N,), still correctly classified at the largest budget tried.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    eps: torch.Tensor
+    distance: torch.Tensor
+    capped: torch.Tensor
+
+
+def adversarial_set(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eps_init: float,
+    steps: int = 50,
+    max_doublings: int = 10,
+    batch_size: int = 512,
+) -> AdversarialSet:
+    """Build D_A for ``images`` (float (N, C, H, W) in [0, 1]) with true ``labels`` (N,).
+
+    Each sample starts at ``eps = eps_init`` and runs ``steps`` of L2 PGD (step eps/10)
+    and leaves as soon as it is misclassified; a sample still correct after the steps
+    has its eps doubled and continues from where it is, up to ``max_doublings`` times
+    (``capped`` marks those never misclassified). A sample already misclassified keeps
+    x_adv = x, eps = 0 and its predicted label. Work is batched and only samples still
+    correctly classified are attacked.
+    """
+    if not eps_init > 0:
+        raise ValueError(f"eps_init must be > 0, got {eps_init}")
+    parts = [_one_batch(model, x, y, eps_init, steps, max_doublings)
+             for x, y in zip(images.split(batch_size), labels.split(batch_size))]
+    return AdversarialSet(*(torch.cat(field) for field in zip(*parts)))
+
+
+def _one_batch(model, images, labels, eps_init, steps, max_doublings):
+    x_adv = images.clone()
+    eps = torch.zeros(len(images))
+    with torch.no_grad(), train_mode(model, False):
+        correct = model(images).argmax(1) == labels
+    budget = eps_init
+    for _ in range(max_doublings + 1):
+        idx = correct.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        x_adv[idx] = pgd_l2(model, images[idx], labels[idx], eps=budget, steps=steps, stop_when_wrong=True,
+                            start=x_adv[idx])
+        eps[idx] = budget
+        with torch.no_grad(), train_mode(model, False):
+            correct[idx] = model(x_adv[idx]).argmax(1) == labels[idx]
+        budget *= 2
+    with torch.no_grad(), train_mode(model, False):
+        predicted = model(x_adv).argmax(1)
+    distance = (x_adv - images).flatten(1).norm(dim=1)
+    return x_adv, predicted, eps, distance, predicted == labels
+
+
+def calibrate_eps_init(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
+                       success: float = 0.95, start: float = 0.01, steps: int = 50) -> float:
+    """The L2 budget within which a fraction ``success`` of ``images`` (e.g. 100 samples)
+    can be misclassified: the ``success`` quantile of the distances D_A needs from a
+    small ``start`` budget (samples already misclassified count as distance 0)."""
+    if not 0 < success <= 1:
+        raise ValueError(f"success must be in (0, 1], got {success}")
+    found = adversarial_set(model, images, labels, eps_init=start, steps=steps, max_doublings=20)
+    return max(float(torch.quantile(found.distance, success)), start)
