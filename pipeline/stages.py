@@ -271,6 +271,53 @@ def transfer(params: Params, run: TrackedRun) -> None:
         fig.colorbar(image)
 
 
+# ---------------------------------------------------------------- adversarial
+
+ADVERSARIAL = Path("data/adversarial/forget.pt")
+
+
+def adversarial(params: Params, run: TrackedRun) -> None:
+    """AMUN's D_A: an adversarial example of every forget sample against the original model,
+    at (close to) the smallest L2 budget on a doubling grid, labelled with the model's prediction."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from unlearn.attacks import adversarial_set, calibrate_eps_init
+    from unlearn.training import to_float
+
+    cfg = params.adversarial
+    data = load_prepared()
+    model = load_model("original", params, data.meta)
+    forget = torch.as_tensor(data.splits["forget"])
+    x, y = to_float(data.images[forget]), data.labels[forget]
+    eps_init = cfg.eps_init
+    if eps_init is None:
+        chosen = np.sort(np.random.default_rng([params.seed, 3]).permutation(len(forget))[:cfg.calibration_samples])
+        eps_init = calibrate_eps_init(model, x[chosen], y[chosen], success=cfg.calibration_success, steps=cfg.steps)
+    start = time.perf_counter()
+    found = adversarial_set(model, x, y, eps_init=eps_init, steps=cfg.steps, max_doublings=cfg.max_doublings,
+                            batch_size=cfg.batch_size)
+    seconds = time.perf_counter() - start
+    save_tensors(ADVERSARIAL, {"indices": forget, "images": found.images, "labels": found.labels,
+                               "eps": found.eps, "distance": found.distance, "capped": found.capped})
+    budgets, counts = torch.unique(found.eps, return_counts=True)
+    metrics = {"eps_init": eps_init, "samples": len(forget), "seconds": round(seconds, 3),
+               "samples_per_s": round(len(forget) / seconds, 1), "capped": int(found.capped.sum()),
+               "already_misclassified": int((found.eps == 0).sum()),
+               "distance_median": round(found.distance.median().item(), 4),
+               "eps_counts": {f"{b:.4g}": int(c) for b, c in zip(budgets.tolist(), counts.tolist())}}
+    write_json(METRICS_DIR / "adversarial.json", metrics)
+    if metrics["capped"]:
+        log.warning("%d forget samples stayed correctly classified up to eps %.3g (adversarial.max_doublings)",
+                    metrics["capped"], eps_init * 2 ** cfg.max_doublings)
+    log.info("D_A: %d samples in %.2f s (%.0f/s), eps_init %.3f, budgets %s", len(forget), seconds,
+             metrics["samples_per_s"], eps_init, metrics["eps_counts"])
+    run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    run.log_artifact(METRICS_DIR / "adversarial.json", "metrics")
+
+
 # ---------------------------------------------------------------- evaluate / report
 
 def evaluate(params: Params, run: TrackedRun, name: str) -> None:
@@ -350,6 +397,7 @@ STAGES: dict[str, Stage] = {
     "train": Stage(train, ("seed", "model", "train", "lipschitz")),
     "retrain": Stage(retrain, ("seed", "model", "train", "lipschitz")),
     "transfer": Stage(transfer, ("seed", "model", "train", "lipschitz", "transfer")),
+    "adversarial": Stage(adversarial, ("seed", "model", "adversarial")),
     "evaluate": Stage(evaluate, ("seed", "model", "evaluate")),
     "report": Stage(report, ()),
 }

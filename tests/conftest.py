@@ -21,6 +21,7 @@ TINY_PARAMS = {
     "model": {"name": "small_cnn", "width": 8},
     "lipschitz": {"method": "fastclip", "target": 2.0, "clip_every": 5},
     "transfer": {"targets": [None, 1.0], "epochs": 1, "samples": 50, "steps": 5},
+    "adversarial": {"steps": 10},
     "flow": {"concurrency": 2, "retries": 0},
 }
 

@@ -174,6 +174,23 @@ class TransferConfig(_Section):
         return self
 
 
+class AdversarialConfig(_Section):
+    """AMUN's adversarial set D_A of the forget set (stage ``adversarial``).
+
+    ``eps_init: null`` calibrates the starting L2 budget on ``calibration_samples``
+    forget samples so that a fraction ``calibration_success`` of them are misclassified
+    within it; each sample then runs ``steps`` PGD steps per budget, doubling it up to
+    ``max_doublings`` times.
+    """
+
+    eps_init: Optional[PositiveFloat] = None
+    calibration_samples: PositiveInt = 100
+    calibration_success: OpenFraction = 0.95
+    steps: PositiveInt = 50
+    max_doublings: NonNegInt = 10
+    batch_size: PositiveInt = 512
+
+
 class EvaluateConfig(_Section):
     batch_size: PositiveInt = 1024
 
@@ -195,6 +212,7 @@ class Params(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     lipschitz: LipschitzConfig = Field(default_factory=LipschitzConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
+    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
 

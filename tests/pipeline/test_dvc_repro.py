@@ -9,7 +9,8 @@ import pytest
 from tests.conftest import mlflow_runs, write_params
 
 pytestmark = pytest.mark.slow
-ALL_STAGES = {"prepare", "train", "retrain", "transfer", "evaluate@original", "evaluate@retrain", "report"}
+ALL_STAGES = {"prepare", "train", "retrain", "transfer", "adversarial", "evaluate@original", "evaluate@retrain",
+              "report"}
 
 
 def repro(root) -> set[str]:
@@ -25,6 +26,8 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
         assert {"forget_acc", "retain_acc", "test_acc"} <= set(metrics)
         assert all(0 <= metrics[k] <= 100 for k in ("forget_acc", "retain_acc", "test_acc"))
     assert "| retrain |" in (project / "reports" / "results.md").read_text()
+    adversarial = json.loads((project / "metrics" / "adversarial.json").read_text())
+    assert adversarial["samples"] == 135 and adversarial["eps_init"] > 0 and adversarial["capped"] == 0
     transfer = json.loads((project / "metrics" / "transfer.json").read_text())
     assert set(transfer["rate_unconditional"]) == {"none", "L1"} and set(transfer["rate_unconditional"]["L1"]) == {"none", "L1"}
     for name in ("original", "retrain"):  # FastClip at target 2.0 (tiny params), conv layers alone (bn: ignore)

@@ -23,7 +23,7 @@ def test_stage_order_comes_from_dvc(project):
 
 def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefect_server):
     results = run(project)
-    assert set(results.values()) == {"ran"} and len(results) == 7
+    assert set(results.values()) == {"ran"} and len(results) == 8
     status = subprocess.run(["dvc", "status", "--json"], cwd=project, capture_output=True, text=True)
     assert status.returncode == 0 and status.stdout.strip() == "{}"
 
@@ -31,7 +31,7 @@ def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefe
     parents = [r for r in runs if r.data.tags.get("unlearn.flow") == "true"]
     assert len(parents) == 1
     stages = {r.data.tags["dvc.stage"]: r for r in runs if "dvc.stage" in r.data.tags}
-    assert len(stages) == 7
+    assert len(stages) == 8
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in stages.values())
     train, retrain = stages["train"].info, stages["retrain"].info
     assert train.start_time < retrain.end_time and retrain.start_time < train.end_time  # they overlapped
