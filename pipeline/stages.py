@@ -347,8 +347,9 @@ def report(params: Params, run: TrackedRun, *models: str) -> None:
         rows.append([name, *(f"{metrics[k]:.2f}" for k in METRIC_KEYS), f"{gap:.2f}"])
     table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                       + ["| " + " | ".join(row) + " |" for row in rows])
-    text = ("# Results\n\nAccuracy in percent on each split; `avg_gap` is the mean absolute difference "
-            "to the retrained model (the gold standard; 0 is ideal).\n\n" + table + "\n")
+    text = ("# Results\n\nAccuracy in percent on each split and `mia_svc` (SalUn's MIA-efficacy: percent of "
+            "forget samples an SVC on confidence calls non-members); `avg_gap` is the mean absolute difference "
+            "of these four numbers to the retrained model's (the gold standard; 0 is ideal).\n\n" + table + "\n")
     write_text(REPORTS_DIR / "results.md", text)
     bars = [[f"{name} {key.removesuffix('_acc')}", f"{metrics[key]:.4f}"]
             for name, metrics in results.items() for key in METRIC_KEYS]

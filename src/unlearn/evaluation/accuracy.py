@@ -10,7 +10,7 @@ from torch import nn
 
 from unlearn.training import to_float, train_mode
 
-METRIC_KEYS = ("forget_acc", "retain_acc", "test_acc")
+METRIC_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_svc")
 
 
 @torch.inference_mode()
@@ -32,18 +32,25 @@ def split_metrics(
     splits: Mapping[str, np.ndarray],
     batch_size: int = 1024,
 ) -> dict[str, float]:
-    """``forget_acc``, ``retain_acc`` and ``test_acc`` (percent) and the mean losses
-    of ``model`` on the forget, remain and test index arrays of ``splits``."""
+    """``forget_acc``, ``retain_acc`` and ``test_acc`` (percent), the mean losses, and
+    ``mia_svc`` (SalUn's MIA-efficacy, percent) of ``model`` on the forget, remain and
+    test index arrays of ``splits``."""
+    from unlearn.evaluation.mia_svc import mia_svc, true_label_confidence
+
     logits = predict(model, images, batch_size)
     metrics = {}
+    confidence = {}
     for split, key in (("forget", "forget"), ("remain", "retain"), ("test", "test")):
         idx = torch.as_tensor(splits[split])
         metrics[f"{key}_acc"] = accuracy(logits[idx], labels[idx])
         metrics[f"{key}_loss"] = nn.functional.cross_entropy(logits[idx], labels[idx]).item()
+        confidence[split] = true_label_confidence(logits[idx], labels[idx])
+    metrics["mia_svc"] = mia_svc(confidence["remain"], confidence["test"], confidence["forget"])
     return metrics
 
 
 def avg_gap(metrics: Mapping[str, float], reference: Mapping[str, float], keys=METRIC_KEYS) -> float:
-    """Mean absolute difference over ``keys`` between a model's metrics and the
-    retrained model's (the "Avg Gap" of the unlearning papers; 0 is ideal)."""
+    """Mean absolute difference over ``keys`` (forget, retain and test accuracy and
+    MIA-efficacy) between a model's metrics and the retrained model's (the "Avg Gap"
+    of the unlearning papers; 0 is ideal)."""
     return float(np.mean([abs(metrics[k] - reference[k]) for k in keys]))

@@ -26,11 +26,13 @@ def test_split_metrics_uses_eval_mode_and_restores_it():
     splits = {"forget": np.array([0, 1]), "remain": np.array([2, 3]), "test": np.array([4, 5])}
     metrics = split_metrics(model, images, labels, splits, batch_size=4)
     assert metrics["forget_acc"] == metrics["retain_acc"] == metrics["test_acc"] == 100.0
+    assert 0 <= metrics["mia_svc"] <= 100
     assert model.training
     assert predict(model, images, batch_size=4).shape == (6, 3)
 
 
 def test_avg_gap():
-    ref = {"forget_acc": 90.0, "retain_acc": 100.0, "test_acc": 90.0}
+    ref = {"forget_acc": 90.0, "retain_acc": 100.0, "test_acc": 90.0, "mia_svc": 10.0}
     assert avg_gap(ref, ref) == 0.0
-    assert avg_gap({"forget_acc": 99.0, "retain_acc": 100.0, "test_acc": 87.0}, ref) == pytest.approx(4.0)
+    other = {"forget_acc": 99.0, "retain_acc": 100.0, "test_acc": 87.0, "mia_svc": 14.0}
+    assert avg_gap(other, ref) == pytest.approx(4.0)
