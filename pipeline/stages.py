@@ -131,9 +131,9 @@ def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
 
 
 def _train_model(name: str, params: Params, data: Prepared, indices: np.ndarray, run: TrackedRun,
-                 seed: int | None = None) -> tuple[torch.nn.Module, list]:
+                 seed: int | None = None, metric_prefix: str = "") -> tuple[torch.nn.Module, list]:
     """A model built and trained from ``params`` (model, train, lipschitz) on ``indices``;
-    per-epoch metrics go to MLflow under the prefix ``<name>.`` unless ``name`` is the stage's model."""
+    per-epoch metrics go to MLflow, their names prefixed by ``metric_prefix``."""
     import torch
 
     from unlearn.training import EpochStats, train_
@@ -142,14 +142,14 @@ def _train_model(name: str, params: Params, data: Prepared, indices: np.ndarray,
     model = _build_model(params, data.meta, seed)
     idx = torch.as_tensor(indices)
     rows: list[EpochStats] = []
-    prefix = "" if name in ("original", "retrain") else f"{name}."
 
     def on_epoch(stats: EpochStats) -> None:
         rows.append(stats)
         log.info("%s epoch %d/%d: loss %.4f, acc %.2f%%, %.0f img/s", name, stats.epoch, params.train.epochs,
                  stats.loss, stats.accuracy, stats.images_per_s)
-        run.log_metrics({f"{prefix}train_loss": stats.loss, f"{prefix}train_acc": stats.accuracy,
-                         f"{prefix}lr": stats.lr, f"{prefix}images_per_s": stats.images_per_s}, step=stats.epoch)
+        run.log_metrics({f"{metric_prefix}{key}": value for key, value in (
+            ("train_loss", stats.loss), ("train_acc", stats.accuracy), ("lr", stats.lr),
+            ("images_per_s", stats.images_per_s))}, step=stats.epoch)
 
     train_(model, data.images[idx], data.labels[idx], params.train, generator=torch.Generator().manual_seed(seed),
            callbacks=_clipping(params, model, data.meta, seed), on_epoch=on_epoch, progress=_progress())
@@ -237,7 +237,7 @@ def transfer(params: Params, run: TrackedRun) -> None:
         setting = params.model_copy(update={"train": recipe, "lipschitz": clip})
         for role, offset, models in (("source", 0, sources), ("target", 1, targets)):
             model, _ = _train_model(f"{role}.{label}", setting, data, data.splits["train"], run,
-                                    seed=params.seed + offset)
+                                    seed=params.seed + offset, metric_prefix=f"{role}.{label}.")
             models[label] = model
             test = torch.as_tensor(data.splits["test"])
             summary[f"{role}.{label}"] = {

@@ -73,8 +73,11 @@ class TrackedRun:
         self.failed: str | None = None
         self.not_logged: list[str] = []
 
-    def __enter__(self) -> "StageRun":
-        self._call("start the run", self._start)
+    def __enter__(self) -> "TrackedRun":
+        try:
+            self._start()
+        except Exception as exc:  # tracking must never stop the stage
+            self._fail("start the run", exc)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -111,18 +114,19 @@ class TrackedRun:
             mlflow.log_params(flat)
 
     def _call(self, what: str, fn) -> None:
+        """Run one MLflow call; after the first failure (or a failed start), only record what was skipped."""
         if self.failed:
-            self.not_logged.append(what)
-            return
-        if self._mlflow is None and what != "start the run":
             self.not_logged.append(what)
             return
         try:
             fn()
         except Exception as exc:  # tracking must never stop the stage
-            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            self.not_logged.append(what)
-            log.warning("MLflow (%s) failed to %s: %s", self.uri, what, self.failed)
+            self._fail(what, exc)
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.not_logged.append(what)
+        log.warning("MLflow (%s) failed to %s: %s", self.uri, what, self.failed)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         self._call(f"metrics{'' if step is None else f' (step {step})'}",

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from unlearn.attacks import pgd_l2
+from unlearn.training import train_mode
 
 
 def transfer_matrix(
@@ -56,7 +57,5 @@ def transfer_matrix(
 
 
 def _eval(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    from unlearn.training import train_mode
-
     with train_mode(model, False):
         return model(x)

@@ -80,8 +80,12 @@ def _leaves(module: nn.Module) -> list[nn.Module]:
     return list(module) if isinstance(module, nn.Sequential) else [module]
 
 
+def _join(parent: str, child: str) -> str:
+    return f"{parent}.{child}" if parent else child
+
+
 def _prefixed(parent: str, children) -> list[tuple[str, nn.Module]]:
-    return [(f"{parent}.{n}" if parent else n, m) for n, m in children]
+    return [(_join(parent, n), m) for n, m in children]
 
 
 @_rule(nn.Sequential)
@@ -98,16 +102,16 @@ def _normalize(walker: _Walker, module: Normalize, name: str) -> float:
 def _basic_block(walker: _Walker, block: BasicBlock, name: str) -> float:
     main = walker.chain(_prefixed(name, [("conv1", block.conv1), ("bn1", block.bn1),
                                          ("conv2", block.conv2), ("bn2", block.bn2)]))
-    return main + walker.bound(block.shortcut, f"{name}.shortcut")  # the final ReLU is 1-Lipschitz
+    return main + walker.bound(block.shortcut, _join(name, "shortcut"))  # the final ReLU is 1-Lipschitz
 
 
 @_rule(ResNet)
 def _resnet(walker: _Walker, net: ResNet, name: str) -> float:
     body = walker.chain(_prefixed(name, [("stem", net.stem), ("layers", net.layers)]))
-    return body * _global_average_pool(walker, net, name) * walker.bound(net.head, f"{name}.head".lstrip("."))
+    return body * _global_average_pool(walker, net) * walker.bound(net.head, _join(name, "head"))
 
 
-def _global_average_pool(walker: _Walker, net: ResNet, name: str) -> float:
+def _global_average_pool(walker: _Walker, net: ResNet) -> float:
     _, height, width = walker.out_shapes[net.layers]
     return 1.0 / (height * width) ** 0.5  # averaging n values: operator norm 1/sqrt(n)
 

@@ -102,7 +102,7 @@ def shrink_(module: nn.Module, input_shape: Sequence[int], vectors: torch.Tensor
             residual = _apply(module, name, w, vectors) - goal
             (grad,) = torch.autograd.grad(residual.pow(2).sum(), w)
             with torch.no_grad():
-                moved = _apply(module, name, grad, vectors, with_bias=False)  # = A_grad v, linear in W
+                moved = _apply(module, name, grad, vectors)  # = A_grad v, as A_W v is linear in W
                 denom = moved.pow(2).sum()
                 if denom <= 0 or not torch.isfinite(denom):
                     break
@@ -111,11 +111,10 @@ def shrink_(module: nn.Module, input_shape: Sequence[int], vectors: torch.Tensor
                     break
 
 
-def _apply(module: nn.Module, name: str, weight: torch.Tensor, v: torch.Tensor, with_bias: bool = True) -> torch.Tensor:
+def _apply(module: nn.Module, name: str, weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """A_W v: the module's linear part with ``weight`` substituted for parameter ``name``.
 
-    Computed as f(v) - f(0), so any bias and BatchNorm shift cancel; ``with_bias`` is
-    accepted for clarity only (the difference removes them either way).
+    Computed as f(v) - f(0), so any bias and BatchNorm shift cancel.
     """
     zero = torch.zeros_like(v[:1])
     both = functional_call(module, {name: weight}, (torch.cat([v, zero]),))
