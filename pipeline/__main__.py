@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from unlearn.errors import UserError
+from unlearn.errors import ConfigError, UserError
 
 
 def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> None:
@@ -18,11 +18,26 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
 
     stage = STAGES[name]
     params = load_params(params_file)
-    sections = {section: _dump(getattr(params, section)) for section in stage.sections}
+    sections = {}
+    for section in stage.sections:  # e.g. "unlearn.${key}" -> params.unlearn.<item>
+        key = section.replace("${key}", items[0] if items else "")
+        sections[key] = _dump(_section(params, key, name))
     # DVC names the stage it runs in DVC_STAGE (e.g. "evaluate@original"); the flow does too
     addressing = os.environ.get("DVC_STAGE") or " ".join([name, *items])
     with TrackedRun(addressing, sections, tags={"dvc.stage": addressing}) as run:
         stage.fn(params, run, *items)
+
+
+def _section(params, key: str, stage: str):
+    """``params.<key>`` for a dotted key; a missing one means the stage's item is unknown."""
+    value = params
+    for depth, part in enumerate(key.split(".")):
+        if part not in type(value).model_fields:
+            known = ", ".join(type(value).model_fields)
+            raise ConfigError(f"{stage}: unknown item {part!r}: params.yaml has no section "
+                              f"{'.'.join(key.split('.')[:depth + 1])}; known: {known}")
+        value = getattr(value, part)
+    return value
 
 
 def _dump(value):

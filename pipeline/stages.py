@@ -47,6 +47,11 @@ def metrics_path(name: str) -> Path:
     return METRICS_DIR / f"{name}.json"
 
 
+def runtime_path(name: str) -> Path:
+    """Wall-clock seconds the stage that wrote model ``name`` spent building it."""
+    return METRICS_DIR / "runtime" / f"{name}.json"
+
+
 def _progress() -> bool:
     return sys.stderr.isatty()
 
@@ -96,6 +101,9 @@ class Prepared:
 
 def load_prepared() -> Prepared:
     """The prepare stage's outputs, checked against each other."""
+    import numpy as np
+
+    from unlearn.data.splits import Splits, check_splits
     meta = read_json(META)
     blob = load_tensors(IMAGES)
     images, labels = blob["images"], blob["labels"]
@@ -103,6 +111,12 @@ def load_prepared() -> Prepared:
     for name, idx in splits.items():
         if len(idx) != meta["counts"][name] or (len(idx) and idx.max() >= len(labels)):
             raise DataError(f"{split_path(name)}: does not match {IMAGES} and {META}; re-run `dvc repro prepare`")
+    if np.intersect1d(splits["forget"], splits["test"]).size:
+        raise DataError(f"{split_path('forget')}: overlaps the test split {split_path('test')}; re-run `dvc repro prepare`")
+    try:
+        check_splits(Splits(**splits), len(labels))
+    except DataError as exc:
+        raise DataError(f"{PREPARED}/*.npy: {exc}; re-run `dvc repro prepare`") from None
     return Prepared(images, labels, splits, meta)
 
 
@@ -119,9 +133,15 @@ def retrain(params: Params, run: TrackedRun) -> None:
 
 
 def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
+    import time
+
     data = load_prepared()
+    start = time.perf_counter()
     model, rows = _train_model(name, params, data, data.splits[split], run)
+    seconds = time.perf_counter() - start
     save_tensors(model_path(name), model.state_dict())
+    write_json(runtime_path(name), {"runtime_s": round(seconds, 3)})
+    run.log_metrics({"runtime_s": seconds})
     _log_layer_norms(name, model, params, data.meta, run)
     curve = PLOTS_DIR / "train" / f"{name}.csv"
     write_text(curve, _csv(["epoch", "loss", "accuracy", "lr"],
@@ -293,63 +313,137 @@ def adversarial(params: Params, run: TrackedRun) -> None:
     forget = torch.as_tensor(data.splits["forget"])
     x, y = to_float(data.images[forget]), data.labels[forget]
     eps_init = cfg.eps_init
+    start = time.perf_counter()
     if eps_init is None:
         chosen = np.sort(np.random.default_rng([params.seed, 3]).permutation(len(forget))[:cfg.calibration_samples])
         eps_init = calibrate_eps_init(model, x[chosen], y[chosen], success=cfg.calibration_success, steps=cfg.steps)
+    calibration_s = time.perf_counter() - start
     start = time.perf_counter()
     found = adversarial_set(model, x, y, eps_init=eps_init, steps=cfg.steps, max_doublings=cfg.max_doublings,
                             batch_size=cfg.batch_size)
     seconds = time.perf_counter() - start
     save_tensors(ADVERSARIAL, {"indices": forget, "images": found.images, "labels": found.labels,
-                               "eps": found.eps, "distance": found.distance, "capped": found.capped})
+                               "eps": found.eps, "distance": found.distance, "capped": found.capped,
+                               "seconds": torch.tensor(calibration_s + seconds, dtype=torch.float64)})
     budgets, counts = torch.unique(found.eps, return_counts=True)
     metrics = {"eps_init": eps_init, "samples": len(forget), "seconds": round(seconds, 3),
+               "calibration_seconds": round(calibration_s, 3), "eps_cap": eps_init * 2 ** cfg.max_doublings,
                "samples_per_s": round(len(forget) / seconds, 1), "capped": int(found.capped.sum()),
                "already_misclassified": int((found.eps == 0).sum()),
                "distance_median": round(found.distance.median().item(), 4),
                "eps_counts": {f"{b:.4g}": int(c) for b, c in zip(budgets.tolist(), counts.tolist())}}
     write_json(METRICS_DIR / "adversarial.json", metrics)
     if metrics["capped"]:
-        log.warning("%d forget samples stayed correctly classified up to eps %.3g (adversarial.max_doublings)",
-                    metrics["capped"], eps_init * 2 ** cfg.max_doublings)
+        log.warning("%d forget samples stayed correctly classified up to eps %.3g (adversarial.max_doublings); "
+                    "AMUN will refuse this set", metrics["capped"], metrics["eps_cap"])
     log.info("D_A: %d samples in %.2f s (%.0f/s), eps_init %.3f, budgets %s", len(forget), seconds,
              metrics["samples_per_s"], eps_init, metrics["eps_counts"])
     run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     run.log_artifact(METRICS_DIR / "adversarial.json", "metrics")
 
 
+# ---------------------------------------------------------------- unlearn
+
+def unlearn(params: Params, run: TrackedRun, method_name: str) -> None:
+    """Unlearn the forget set from the original model with ``method_name`` (a name in
+    :data:`unlearn.unlearning.METHODS`, settings ``unlearn.<method>``); write the model and
+    its metrics next to the retrained model's: Avg Gap, runtime and runtime / retrain's.
+
+    ``runtime_s`` is the method's wall-clock time; for AMUN it includes building D_A
+    (stage ``adversarial``, calibration included), which the method needs."""
+    import time
+
+    import torch
+
+    from unlearn.evaluation import avg_gap
+    from unlearn.unlearning import METHODS, ForgetTask
+
+    method = METHODS.get(method_name)
+    cfg = getattr(params.unlearn, method_name)
+    data = load_prepared()
+    reference = read_json(metrics_path("retrain"))
+    model = load_model("original", params, data.meta)
+    adversarial, adversarial_s = _load_adversarial(data) if method.needs_adversarial else (None, 0.0)
+    task = ForgetTask(data.images, data.labels, torch.as_tensor(data.splits["forget"]),
+                      torch.as_tensor(data.splits["remain"]), len(data.meta["classes"]), adversarial)
+    start = time.perf_counter()
+    method.run(model, task, cfg, torch.Generator().manual_seed(params.seed))
+    seconds = time.perf_counter() - start + adversarial_s
+    save_tensors(model_path(method_name), model.state_dict())
+    metrics = _measure(model, params, data, seconds)
+    metrics.update(avg_gap=round(avg_gap(metrics, reference), 4),
+                   runtime_vs_retrain=round(seconds / reference["runtime_s"], 4),
+                   remain_access=method.remain_access(cfg))
+    _write_metrics(method_name, metrics, run)
+    run.log_artifact(model_path(method_name), "model")
+
+
+def _load_adversarial(data: Prepared):
+    """D_A from the adversarial stage, checked against the forget split; with its build time."""
+    import numpy as np
+
+    from unlearn.attacks import AdversarialSet
+
+    blob = load_tensors(ADVERSARIAL)
+    if not np.array_equal(blob["indices"].numpy(), data.splits["forget"]):
+        raise DataError(f"{ADVERSARIAL}: built for another forget set; re-run `dvc repro adversarial`")
+    capped = int(blob["capped"].sum())
+    if capped:
+        raise DataError(f"{ADVERSARIAL}: {capped} forget samples have no adversarial example within the eps cap "
+                        f"(eps_init * 2^adversarial.max_doublings); raise adversarial.max_doublings")
+    found = AdversarialSet(blob["images"], blob["labels"], blob["eps"], blob["distance"], blob["capped"])
+    return found, float(blob["seconds"])
+
+
 # ---------------------------------------------------------------- evaluate / report
 
 def evaluate(params: Params, run: TrackedRun, name: str) -> None:
-    """Accuracy (percent) and loss of model ``name`` on forget, remain and test."""
-    from unlearn.evaluation import split_metrics
-
+    """Accuracy (percent), loss and MIA-efficacy of model ``name`` on forget, remain and
+    test, with the wall-clock time of the stage that trained it."""
     data = load_prepared()
     model = load_model(name, params, data.meta)
+    _write_metrics(name, _measure(model, params, data, read_json(runtime_path(name))["runtime_s"]), run)
+
+
+def _measure(model: torch.nn.Module, params: Params, data: Prepared, runtime_s: float) -> dict:
+    from unlearn.evaluation import split_metrics
+
     metrics = split_metrics(model, data.images, data.labels, data.splits, params.evaluate.batch_size)
-    write_json(metrics_path(name), {k: round(v, 4) for k, v in metrics.items()})
-    log.info("%s: %s", name, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    run.log_metrics(metrics)
+    return {**{k: round(v, 4) for k, v in metrics.items()}, "runtime_s": round(runtime_s, 3)}
+
+
+def _write_metrics(name: str, metrics: dict, run: TrackedRun) -> None:
+    write_json(metrics_path(name), metrics)
+    log.info("%s: %s", name, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if not isinstance(v, bool)))
+    run.log_metrics({k: float(v) for k, v in metrics.items()})
     run.log_artifact(metrics_path(name), "metrics")
 
 
+REPORT_COLUMNS = {"forget_acc": "forget acc", "retain_acc": "retain acc", "test_acc": "test acc",
+                  "mia_svc": "MIA-efficacy (SVC)", "avg_gap": "Avg Gap", "runtime_s": "runtime (s)",
+                  "runtime_vs_retrain": "runtime / retrain"}
+
+
 def report(params: Params, run: TrackedRun, *models: str) -> None:
-    """A Markdown table of every model's metrics beside retrain's, with Avg Gap, and a bar-plot CSV."""
+    """Tables in the layout of AMUN's Table 1 (retrain first, then each model, split by
+    whether the method reads the remain set) and a bar-plot CSV of the accuracies."""
     from unlearn.evaluation.accuracy import METRIC_KEYS, avg_gap
 
     names = models or ("original", "retrain")
     results = {name: read_json(metrics_path(name)) for name in names}
     reference = results.get("retrain")
-    header = ["model", *METRIC_KEYS, "avg_gap"]
-    rows = []
-    for name, metrics in results.items():
-        gap = avg_gap(metrics, reference) if reference else float("nan")
-        rows.append([name, *(f"{metrics[k]:.2f}" for k in METRIC_KEYS), f"{gap:.2f}"])
-    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                      + ["| " + " | ".join(row) + " |" for row in rows])
-    text = ("# Results\n\nAccuracy in percent on each split and `mia_svc` (SalUn's MIA-efficacy: percent of "
-            "forget samples an SVC on confidence calls non-members); `avg_gap` is the mean absolute difference "
-            "of these four numbers to the retrained model's (the gold standard; 0 is ideal).\n\n" + table + "\n")
+    rows = {name: _report_row(metrics, reference) for name, metrics in results.items()}
+    others = [name for name in results if name != "retrain"]
+    groups = {"With remain access": [n for n in others if results[n].get("remain_access", True)],
+              "Without remain access": [n for n in others if results[n].get("remain_access") is False]}
+    sections = [f"## {title}\n\n" + _markdown_table(["model", *REPORT_COLUMNS.values()],
+                                                      [[n, *rows[n]] for n in ["retrain"] * bool(reference) + members])
+                for title, members in groups.items() if members]
+    text = ("# Results\n\nAccuracy in percent on each split; MIA-efficacy (SalUn's SVC attack on confidence) is "
+            "the percent of forget samples it calls non-members. Avg Gap is the mean absolute difference of those "
+            "four numbers to the retrained model's (the gold standard; 0 is ideal). Runtime is the wall-clock time "
+            "of the stage that built the model (AMUN's includes building its adversarial set).\n\n"
+            + "\n\n".join(sections) + "\n")
     write_text(REPORTS_DIR / "results.md", text)
     bars = [[f"{name} {key.removesuffix('_acc')}", f"{metrics[key]:.4f}"]
             for name, metrics in results.items() for key in METRIC_KEYS]
@@ -358,6 +452,22 @@ def report(params: Params, run: TrackedRun, *models: str) -> None:
         run.log_metrics({f"avg_gap.{name}": avg_gap(m, reference) for name, m in results.items()})
     run.log_artifact(REPORTS_DIR / "results.md", "report")
     run.log_artifact(REPORTS_DIR / "accuracy.csv", "report")
+
+
+def _report_row(metrics: dict, reference: dict | None) -> list[str]:
+    from unlearn.evaluation.accuracy import avg_gap
+
+    derived = {}
+    if reference:
+        derived = {"avg_gap": avg_gap(metrics, reference),
+                   "runtime_vs_retrain": metrics["runtime_s"] / reference["runtime_s"]}
+    values = {**metrics, **derived}
+    return [f"{values[key]:.2f}" if key in values else "-" for key in REPORT_COLUMNS]
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 @contextlib.contextmanager
@@ -399,6 +509,7 @@ STAGES: dict[str, Stage] = {
     "retrain": Stage(retrain, ("seed", "model", "train", "lipschitz")),
     "transfer": Stage(transfer, ("seed", "model", "train", "lipschitz", "transfer")),
     "adversarial": Stage(adversarial, ("seed", "model", "adversarial")),
+    "unlearn": Stage(unlearn, ("seed", "model", "evaluate", "unlearn.${key}")),
     "evaluate": Stage(evaluate, ("seed", "model", "evaluate")),
     "report": Stage(report, ()),
 }

@@ -191,6 +191,67 @@ class AdversarialConfig(_Section):
     batch_size: PositiveInt = 512
 
 
+class FinetuneConfig(TrainConfig):
+    """The fine-tuning recipe every unlearning method shares (section ``unlearn.<method>``):
+    the keys of ``train`` (SGD with momentum and weight decay, a per-epoch schedule),
+    starting from the original model, with unlearning's defaults."""
+
+    epochs: PositiveInt = 10
+    lr: PositiveFloat = 0.01
+    schedule: Literal["constant", "step", "cosine"] = "step"
+    step_size: PositiveInt = 5
+
+
+class RemainOptionalConfig(FinetuneConfig):
+    """A method that can run without the remain set: ``use_remain: false`` fine-tunes on
+    what it builds from the forget set alone (the "no remain access" rows of the report)."""
+
+    use_remain: bool = True
+
+
+class SalUnConfig(RemainOptionalConfig):
+    """``mask_fraction``: the fraction of weights (largest |gradient of the forget loss|,
+    one global threshold) that may change; the others stay bit-identical."""
+
+    mask_fraction: OpenFraction = 0.5
+
+
+class GradientAscentConfig(RemainOptionalConfig):
+    """Gradient ascent on the forget loss; by default on the forget set alone (with
+    ``use_remain: true``, descent on remain at the same time: "NegGrad+")."""
+
+    lr: PositiveFloat = 1e-3
+    use_remain: bool = False
+
+
+class L1SparseConfig(FinetuneConfig):
+    """``alpha``: the L1 penalty weight at the first epoch, decaying linearly to 0."""
+
+    alpha: PositiveFloat = 5e-4
+
+
+class BoundaryShrinkConfig(RemainOptionalConfig):
+    """``fgsm_eps``: the L-infinity FGSM step (pixels in [0, 1]) that finds each forget
+    sample's neighbouring class."""
+
+    fgsm_eps: PositiveFloat = 0.1
+
+
+class UnlearnConfig(_Section):
+    """One section per unlearning method (stage ``unlearn@<method>``); editing one
+    re-runs only that method. The registry of methods is :mod:`unlearn.unlearning`."""
+
+    amun: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    amun_no_remain: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    amun_salun: SalUnConfig = Field(default_factory=SalUnConfig)
+    ft: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    rl: RemainOptionalConfig = Field(default_factory=RemainOptionalConfig)
+    ga: GradientAscentConfig = Field(default_factory=GradientAscentConfig)
+    l1_sparse: L1SparseConfig = Field(default_factory=L1SparseConfig)
+    salun: SalUnConfig = Field(default_factory=SalUnConfig)
+    bs: BoundaryShrinkConfig = Field(default_factory=BoundaryShrinkConfig)
+
+
 class EvaluateConfig(_Section):
     batch_size: PositiveInt = 1024
 
@@ -213,6 +274,7 @@ class Params(_Section):
     lipschitz: LipschitzConfig = Field(default_factory=LipschitzConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
+    unlearn: UnlearnConfig = Field(default_factory=UnlearnConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
 

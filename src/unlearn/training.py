@@ -18,7 +18,10 @@ from unlearn.config import TrainConfig
 
 
 class Callback:
-    """Hooks into :func:`train_`; subclass and override what you need (both default to no-ops)."""
+    """Hooks into :func:`train_`; subclass and override what you need (all default to no-ops)."""
+
+    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+        """Before the first batch of every epoch; ``epoch`` counts from 1."""
 
     def on_step(self, model: nn.Module, step: int) -> None:
         """After every optimiser step; ``step`` counts from 1 over the whole run."""
@@ -105,12 +108,20 @@ def train_(
     callbacks: Sequence[Callback] = (),
     on_epoch: Callable[[EpochStats], None] | None = None,
     progress: bool = False,
+    sample_weights: torch.Tensor | None = None,
+    penalty: Callable[[nn.Module, int], torch.Tensor] | None = None,
+    no_augment: torch.Tensor | None = None,
 ) -> list[EpochStats]:
-    """Train ``model`` in place on ``images`` (uint8, (N, C, H, W)) and ``labels`` (int64, (N,)).
+    """Train ``model`` in place on ``images`` ((N, C, H, W), uint8 pixels or float in [0, 1])
+    and ``labels`` (int64, (N,)).
 
-    Mini-batches are drawn by a seeded permutation of ``generator`` each epoch (the
-    last, smaller batch included), so training is deterministic on CPU for a given
-    generator state. Returns the per-epoch statistics, also passed to ``on_epoch``.
+    The loss of a batch is the mean over its samples of ``sample_weights[i] * CE_i``
+    (weights default to 1; -1 ascends a sample's loss) plus ``penalty(model, epoch)``
+    when given (``epoch`` counts from 1). Mini-batches are drawn by a seeded
+    permutation of ``generator`` each epoch (the last, smaller batch included), so
+    training is deterministic on CPU for a given generator state. Returns the
+    per-epoch statistics (the loss without the penalty), also passed to ``on_epoch``.
+    With ``cfg.augment``, samples flagged in the boolean ``no_augment`` (N,) are used as they are.
     """
     from tqdm.auto import tqdm
 
@@ -122,20 +133,29 @@ def train_(
     with train_mode(model):
         for epoch in range(1, cfg.epochs + 1):
             start = time.perf_counter()
+            for callback in callbacks:
+                callback.on_epoch_start(model, epoch)
             lr = optimizer.param_groups[0]["lr"]
             total_loss = torch.zeros(())
             correct = torch.zeros((), dtype=torch.int64)
             order = torch.randperm(n, generator=generator)
             batches = order.split(cfg.batch_size)
             for idx in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress):
-                x = to_float(images[idx])
+                x = images[idx]
+                x = to_float(x) if x.dtype == torch.uint8 else x
                 if cfg.augment:
-                    x = augment_batch(x, cfg.crop_padding, generator)
+                    augmented = augment_batch(x, cfg.crop_padding, generator)
+                    keep = None if no_augment is None else no_augment[idx].view(-1, 1, 1, 1)
+                    x = augmented if keep is None else torch.where(keep, x, augmented)
                 y = labels[idx]
                 logits = model(x)
-                loss = F.cross_entropy(logits, y)
+                if sample_weights is None:
+                    loss = F.cross_entropy(logits, y)
+                else:
+                    loss = (F.cross_entropy(logits, y, reduction="none") * sample_weights[idx]).mean()
+                objective = loss if penalty is None else loss + penalty(model, epoch)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                objective.backward()
                 optimizer.step()
                 step += 1
                 for callback in callbacks:
