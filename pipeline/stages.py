@@ -47,6 +47,11 @@ def metrics_path(name: str) -> Path:
     return METRICS_DIR / f"{name}.json"
 
 
+def evaluation_path(name: str) -> Path:
+    """Model ``name``'s own measurements (``metrics_path`` adds the comparison with retrain)."""
+    return Path("data/evaluation") / f"{name}.json"
+
+
 def runtime_path(name: str) -> Path:
     """Wall-clock seconds the stage that wrote model ``name`` spent building it."""
     return METRICS_DIR / "runtime" / f"{name}.json"
@@ -316,7 +321,8 @@ def adversarial(params: Params, run: TrackedRun) -> None:
     start = time.perf_counter()
     if eps_init is None:
         chosen = np.sort(np.random.default_rng([params.seed, 3]).permutation(len(forget))[:cfg.calibration_samples])
-        eps_init = calibrate_eps_init(model, x[chosen], y[chosen], success=cfg.calibration_success, steps=cfg.steps)
+        eps_init = calibrate_eps_init(model, x[chosen], y[chosen], success=cfg.calibration_success,
+                                      steps=cfg.calibration_steps)
     calibration_s = time.perf_counter() - start
     start = time.perf_counter()
     found = adversarial_set(model, x, y, eps_init=eps_init, steps=cfg.steps, max_doublings=cfg.max_doublings,
@@ -346,8 +352,8 @@ def adversarial(params: Params, run: TrackedRun) -> None:
 
 def unlearn(params: Params, run: TrackedRun, method_name: str) -> None:
     """Unlearn the forget set from the original model with ``method_name`` (a name in
-    :data:`unlearn.unlearning.METHODS`, settings ``unlearn.<method>``); write the model and
-    its metrics next to the retrained model's: Avg Gap, runtime and runtime / retrain's.
+    :data:`unlearn.unlearning.METHODS`, settings ``unlearn.<method>``): the model and its
+    runtime (``evaluate@<method>`` measures it, ``report`` compares it with retrain).
 
     ``runtime_s`` is the method's wall-clock time; for AMUN it includes building D_A
     (stage ``adversarial``, calibration included), which the method needs."""
@@ -355,26 +361,23 @@ def unlearn(params: Params, run: TrackedRun, method_name: str) -> None:
 
     import torch
 
-    from unlearn.evaluation import avg_gap
     from unlearn.unlearning import METHODS, ForgetTask
 
     method = METHODS.get(method_name)
     cfg = getattr(params.unlearn, method_name)
     data = load_prepared()
-    reference = read_json(metrics_path("retrain"))
-    model = load_model("original", params, data.meta)
     adversarial, adversarial_s = _load_adversarial(data) if method.needs_adversarial else (None, 0.0)
+    model = load_model("original", params, data.meta)
     task = ForgetTask(data.images, data.labels, torch.as_tensor(data.splits["forget"]),
                       torch.as_tensor(data.splits["remain"]), len(data.meta["classes"]), adversarial)
     start = time.perf_counter()
     method.run(model, task, cfg, torch.Generator().manual_seed(params.seed))
     seconds = time.perf_counter() - start + adversarial_s
     save_tensors(model_path(method_name), model.state_dict())
-    metrics = _measure(model, params, data, seconds)
-    metrics.update(avg_gap=round(avg_gap(metrics, reference), 4),
-                   runtime_vs_retrain=round(seconds / reference["runtime_s"], 4),
-                   remain_access=method.remain_access(cfg))
-    _write_metrics(method_name, metrics, run)
+    write_json(runtime_path(method_name), {"runtime_s": round(seconds, 3),
+                                           "remain_access": method.remain_access(cfg)})
+    log.info("%s: unlearned %d samples in %.2f s", method_name, len(task.forget), seconds)
+    run.log_metrics({"runtime_s": seconds})
     run.log_artifact(model_path(method_name), "model")
 
 
@@ -399,24 +402,18 @@ def _load_adversarial(data: Prepared):
 
 def evaluate(params: Params, run: TrackedRun, name: str) -> None:
     """Accuracy (percent), loss and MIA-efficacy of model ``name`` on forget, remain and
-    test, with the wall-clock time of the stage that trained it."""
-    data = load_prepared()
-    model = load_model(name, params, data.meta)
-    _write_metrics(name, _measure(model, params, data, read_json(runtime_path(name))["runtime_s"]), run)
-
-
-def _measure(model: torch.nn.Module, params: Params, data: Prepared, runtime_s: float) -> dict:
+    test, with the wall-clock time of the stage that built it (``data/evaluation/<name>.json``;
+    the report adds the comparison with retrain)."""
     from unlearn.evaluation import split_metrics
 
+    data = load_prepared()
+    model = load_model(name, params, data.meta)
     metrics = split_metrics(model, data.images, data.labels, data.splits, params.evaluate.batch_size)
-    return {**{k: round(v, 4) for k, v in metrics.items()}, "runtime_s": round(runtime_s, 3)}
-
-
-def _write_metrics(name: str, metrics: dict, run: TrackedRun) -> None:
-    write_json(metrics_path(name), metrics)
+    metrics = {**{k: round(v, 4) for k, v in metrics.items()}, **read_json(runtime_path(name))}
+    write_json(evaluation_path(name), metrics)
     log.info("%s: %s", name, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if not isinstance(v, bool)))
     run.log_metrics({k: float(v) for k, v in metrics.items()})
-    run.log_artifact(metrics_path(name), "metrics")
+    run.log_artifact(evaluation_path(name), "metrics")
 
 
 REPORT_COLUMNS = {"forget_acc": "forget acc", "retain_acc": "retain acc", "test_acc": "test acc",
@@ -425,19 +422,26 @@ REPORT_COLUMNS = {"forget_acc": "forget acc", "retain_acc": "retain acc", "test_
 
 
 def report(params: Params, run: TrackedRun, *models: str) -> None:
-    """Tables in the layout of AMUN's Table 1 (retrain first, then each model, split by
-    whether the method reads the remain set) and a bar-plot CSV of the accuracies."""
-    from unlearn.evaluation.accuracy import METRIC_KEYS, avg_gap
+    """Each model's metrics beside the retrained model's: ``metrics/<model>.json`` with
+    ``avg_gap`` and ``runtime_vs_retrain`` added, tables in the layout of AMUN's Table 1
+    (split by whether the method reads the remain set) and a bar-plot CSV of the accuracies."""
+    from unlearn.evaluation.gap import METRIC_KEYS, avg_gap
 
     names = models or ("original", "retrain")
-    results = {name: read_json(metrics_path(name)) for name in names}
+    results = {name: read_json(evaluation_path(name)) for name in names}
     reference = results.get("retrain")
-    rows = {name: _report_row(metrics, reference) for name, metrics in results.items()}
+    if reference:
+        for metrics in results.values():
+            metrics.update(avg_gap=round(avg_gap(metrics, reference), 4),
+                           runtime_vs_retrain=round(metrics["runtime_s"] / reference["runtime_s"], 4))
+    for name, metrics in results.items():
+        write_json(metrics_path(name), metrics)
     others = [name for name in results if name != "retrain"]
     groups = {"With remain access": [n for n in others if results[n].get("remain_access", True)],
               "Without remain access": [n for n in others if results[n].get("remain_access") is False]}
-    sections = [f"## {title}\n\n" + _markdown_table(["model", *REPORT_COLUMNS.values()],
-                                                      [[n, *rows[n]] for n in ["retrain"] * bool(reference) + members])
+    header = ["model", *REPORT_COLUMNS.values()]
+    sections = [f"## {title}\n\n" + _markdown_table(header, [_report_row(n, results[n]) for n in
+                                                                ["retrain"] * bool(reference) + members])
                 for title, members in groups.items() if members]
     text = ("# Results\n\nAccuracy in percent on each split; MIA-efficacy (SalUn's SVC attack on confidence) is "
             "the percent of forget samples it calls non-members. Avg Gap is the mean absolute difference of those "
@@ -449,20 +453,14 @@ def report(params: Params, run: TrackedRun, *models: str) -> None:
             for name, metrics in results.items() for key in METRIC_KEYS]
     write_text(REPORTS_DIR / "accuracy.csv", _csv(["model_split", "accuracy"], bars))
     if reference:
-        run.log_metrics({f"avg_gap.{name}": avg_gap(m, reference) for name, m in results.items()})
+        run.log_metrics({f"{key}.{name}": m[key] for name, m in results.items()
+                         for key in ("avg_gap", "runtime_vs_retrain")})
     run.log_artifact(REPORTS_DIR / "results.md", "report")
     run.log_artifact(REPORTS_DIR / "accuracy.csv", "report")
 
 
-def _report_row(metrics: dict, reference: dict | None) -> list[str]:
-    from unlearn.evaluation.accuracy import avg_gap
-
-    derived = {}
-    if reference:
-        derived = {"avg_gap": avg_gap(metrics, reference),
-                   "runtime_vs_retrain": metrics["runtime_s"] / reference["runtime_s"]}
-    values = {**metrics, **derived}
-    return [f"{values[key]:.2f}" if key in values else "-" for key in REPORT_COLUMNS]
+def _report_row(name: str, metrics: dict) -> list[str]:
+    return [name, *(f"{metrics[key]:.2f}" if key in metrics else "-" for key in REPORT_COLUMNS)]
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -509,7 +507,7 @@ STAGES: dict[str, Stage] = {
     "retrain": Stage(retrain, ("seed", "model", "train", "lipschitz")),
     "transfer": Stage(transfer, ("seed", "model", "train", "lipschitz", "transfer")),
     "adversarial": Stage(adversarial, ("seed", "model", "adversarial")),
-    "unlearn": Stage(unlearn, ("seed", "model", "evaluate", "unlearn.${key}")),
+    "unlearn": Stage(unlearn, ("seed", "model", "unlearn.${key}")),
     "evaluate": Stage(evaluate, ("seed", "model", "evaluate")),
     "report": Stage(report, ()),
 }

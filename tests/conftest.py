@@ -16,12 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+METHODS = ("amun", "amun_no_remain", "amun_salun", "ft", "rl", "ga", "l1_sparse", "salun", "bs")
+MODELS = ("original", "retrain", *METHODS)
+ALL_STAGES = {"prepare", "train", "retrain", "transfer", "adversarial", "report",
+              *(f"unlearn@{m}" for m in METHODS), *(f"evaluate@{m}" for m in MODELS)}
+
 TINY_PARAMS = {
     "train": {"epochs": 2, "batch_size": 128, "lr": 0.05},
     "model": {"name": "small_cnn", "width": 8},
     "lipschitz": {"method": "fastclip", "target": 2.0, "clip_every": 5},
     "transfer": {"targets": [None, 1.0], "epochs": 1, "samples": 50, "steps": 5},
     "adversarial": {"steps": 10},
+    "unlearn": {method: {"epochs": 2} for method in METHODS},
     "flow": {"concurrency": 2, "retries": 0},
 }
 

@@ -179,13 +179,16 @@ class AdversarialConfig(_Section):
 
     ``eps_init: null`` calibrates the starting L2 budget on ``calibration_samples``
     forget samples so that a fraction ``calibration_success`` of them are misclassified
-    within it; each sample then runs ``steps`` PGD steps per budget, doubling it up to
+    within it (``calibration_steps`` PGD steps per budget on a doubling grid from 0.01:
+    fewer steps than the attack, since every sample runs all the budgets below its own);
+    each sample then runs ``steps`` PGD steps per budget, doubling it up to
     ``max_doublings`` times.
     """
 
     eps_init: Optional[PositiveFloat] = None
     calibration_samples: PositiveInt = 100
     calibration_success: OpenFraction = 0.95
+    calibration_steps: PositiveInt = 10
     steps: PositiveInt = 50
     max_doublings: NonNegInt = 10
     batch_size: PositiveInt = 512

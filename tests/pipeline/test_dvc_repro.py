@@ -6,11 +6,10 @@ import subprocess
 
 import pytest
 
-from tests.conftest import mlflow_runs, write_params
+from tests.conftest import ALL_STAGES, MODELS, mlflow_runs, write_params
 
 pytestmark = pytest.mark.slow
-ALL_STAGES = {"prepare", "train", "retrain", "transfer", "adversarial", "evaluate@original", "evaluate@retrain",
-              "report"}
+METHOD_KEYS = {"forget_acc", "retain_acc", "test_acc", "mia_svc", "avg_gap", "runtime_s", "runtime_vs_retrain"}
 
 
 def repro(root) -> set[str]:
@@ -25,7 +24,17 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
         metrics = json.loads((project / "metrics" / f"{name}.json").read_text())
         assert {"forget_acc", "retain_acc", "test_acc"} <= set(metrics)
         assert all(0 <= metrics[k] <= 100 for k in ("forget_acc", "retain_acc", "test_acc"))
-    assert "| retrain |" in (project / "reports" / "results.md").read_text()
+    for name in MODELS:
+        metrics = json.loads((project / "metrics" / f"{name}.json").read_text())
+        assert METHOD_KEYS <= set(metrics), name
+        assert metrics["runtime_s"] > 0 and metrics["avg_gap"] >= 0
+        if name == "retrain":
+            assert metrics["avg_gap"] == 0 and metrics["runtime_vs_retrain"] == 1
+    report = (project / "reports" / "results.md").read_text()
+    with_remain, without = report.split("## Without remain access")
+    assert all(f"| {m} |" in with_remain for m in ("retrain", "original", "amun", "amun_salun", "ft", "rl",
+                                                     "l1_sparse", "salun", "bs"))
+    assert all(f"| {m} |" in without for m in ("retrain", "amun_no_remain", "ga"))
     adversarial = json.loads((project / "metrics" / "adversarial.json").read_text())
     assert adversarial["samples"] == 135 and adversarial["eps_init"] > 0 and adversarial["capped"] == 0
     transfer = json.loads((project / "metrics" / "transfer.json").read_text())
@@ -40,18 +49,21 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert repro(project) == set()
     assert len(mlflow_runs(project)) == len(ALL_STAGES)
 
-    write_params(project, {"train": {"epochs": 3}})
-    assert repro(project) == ALL_STAGES - {"prepare"}
+    write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
+    assert repro(project) == {"unlearn@ft", "evaluate@ft", "report"}
     runs = mlflow_runs(project)
-    assert len(runs) == 2 * len(ALL_STAGES) - 1
+    assert len(runs) == len(ALL_STAGES) + 3
 
     import mlflow
 
     client = mlflow.MlflowClient()
-    latest_train = max((r for r in runs if r.data.tags["dvc.stage"] == "train"), key=lambda r: r.info.start_time)
-    assert latest_train.data.params["train.epochs"] == "3"
-    assert [f.path for f in client.list_artifacts(latest_train.info.run_id, "model")] == ["model/original.pt"]
-    assert len(client.get_metric_history(latest_train.info.run_id, "train_loss")) == 3
+    latest_ft = max((r for r in runs if r.data.tags["dvc.stage"] == "unlearn@ft"), key=lambda r: r.info.start_time)
+    assert latest_ft.data.params["unlearn.ft.lr"] == "0.02"
+    assert [f.path for f in client.list_artifacts(latest_ft.info.run_id, "model")] == ["model/ft.pt"]
+    assert "runtime_s" in latest_ft.data.metrics
+    train_run = next(r for r in runs if r.data.tags["dvc.stage"] == "train")
+    assert [f.path for f in client.list_artifacts(train_run.info.run_id, "model")] == ["model/original.pt"]
+    assert len(client.get_metric_history(train_run.info.run_id, "train_loss")) == 2
     prepare_run = next(r for r in runs if r.data.tags["dvc.stage"] == "prepare")
     assert {f.path for f in client.list_artifacts(prepare_run.info.run_id, "splits")} >= {
         "splits/forget.npy", "splits/remain.npy", "splits/test.npy", "splits/train.npy", "splits/meta.json"}

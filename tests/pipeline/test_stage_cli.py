@@ -43,3 +43,40 @@ def test_dvc_yaml_declares_exactly_the_sections_each_stage_reads():
         declared = tuple(p for p in spec.get("params", []) if isinstance(p, str))
         assert declared == STAGES[name].sections, name
         assert spec["cmd"].startswith(f"python -m pipeline {name}")
+
+
+def test_unknown_method_is_refused_before_any_work(project):
+    done = run_stage(project, "unlearn", "amun2")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: unlearn: unknown item 'amun2': params.yaml has no section unlearn.amun2; "
+                                   "known: amun, amun_no_remain, amun_salun, ft, rl, ga, l1_sparse, salun, bs")
+    assert not (project.parent / "mlflow.db").exists() and not (project / "data" / "models").exists()
+
+
+def test_unlearn_refuses_a_forget_set_overlapping_test_and_a_capped_adversarial_set(project):
+    import numpy as np
+    import torch
+
+    assert run_stage(project, "prepare").returncode == 0
+    prepared = project / "data" / "prepared"
+    forget, test = np.load(prepared / "forget.npy"), np.load(prepared / "test.npy")
+
+    capped = torch.zeros(len(forget), dtype=torch.bool)
+    capped[:3] = True
+    (project / "data" / "adversarial").mkdir(parents=True)
+    with open(project / "data" / "adversarial" / "forget.pt", "wb") as handle:
+        torch.save({"indices": torch.as_tensor(forget), "images": torch.zeros(len(forget), 1, 8, 8),
+                    "labels": torch.zeros(len(forget), dtype=torch.int64), "eps": torch.ones(len(forget)),
+                    "distance": torch.ones(len(forget)), "capped": capped, "seconds": torch.tensor(1.0)}, handle)
+    done = run_stage(project, "unlearn", "amun")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: data/adversarial/forget.pt: 3 forget samples have no adversarial example within the eps cap "
+        "(eps_init * 2^adversarial.max_doublings); raise adversarial.max_doublings")
+
+    np.save(prepared / "forget.npy", np.sort(np.concatenate([forget[1:], test[:1]])))
+    done = run_stage(project, "unlearn", "ft")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: data/prepared/forget.npy: overlaps the test split data/prepared/test.npy; re-run `dvc repro prepare`")
+    assert not (project / "data" / "models").exists()

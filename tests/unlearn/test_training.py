@@ -82,3 +82,61 @@ def test_augment_keeps_shape_and_pixels():
     same = augment_batch(x, padding=0, generator=torch.Generator().manual_seed(1))
     for i in range(16):  # without padding, each sample is itself or its mirror image
         assert torch.equal(same[i], x[i]) or torch.equal(same[i], x[i].flip(2))
+
+
+def test_negative_sample_weights_ascend_the_loss_and_float_images_are_accepted():
+    model, x, y = _setup(n=128)
+    x = x.float() / 255
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.01, schedule="constant")
+
+    def ce():
+        with torch.no_grad(), train_mode(model, False):
+            return torch.nn.functional.cross_entropy(model(x), y).item()
+
+    start = ce()
+    descent = train_(model, x, y, cfg, generator=torch.Generator().manual_seed(0))
+    assert descent[1].loss < descent[0].loss and ce() < start
+    middle = ce()
+    ascent = train_(model, x, y, cfg, generator=torch.Generator().manual_seed(0), sample_weights=-torch.ones(128))
+    assert ascent[1].loss < ascent[0].loss < 0  # the reported loss is the weighted objective
+    assert ce() > middle
+
+
+def test_penalty_is_added_with_the_epoch_number():
+    model, x, y = _setup(n=64)
+    epochs_seen = []
+
+    def penalty(net, epoch):
+        epochs_seen.append(epoch)
+        return 0.0 * sum(p.sum() for p in net.parameters())
+
+    train_(model, x, y, TrainConfig(epochs=2, batch_size=32), generator=torch.Generator().manual_seed(0),
+           penalty=penalty)
+    assert epochs_seen == [1, 1, 2, 2]
+
+
+class _SeenBatches(torch.nn.Module):
+    """A linear model that records its training inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3 * 4 * 4, 2)
+        self.seen = []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(x.detach().clone())
+        return self.linear(x.flatten(1))
+
+
+def test_no_augment_rows_are_used_as_they_are():
+    x = torch.rand(8, 3, 4, 4)
+    keep = torch.tensor([True, False] * 4)
+    model = _SeenBatches()
+    cfg = TrainConfig(epochs=3, batch_size=8, augment=True, crop_padding=1)
+    train_(model, x, torch.zeros(8, dtype=torch.int64), cfg, generator=torch.Generator().manual_seed(0),
+           no_augment=keep)
+    rows = torch.cat(model.seen)
+    unchanged = [sum(torch.equal(row, x[i]) for row in rows) for i in range(8)]
+    assert all(unchanged[i] == 3 for i in range(8) if keep[i])  # once per epoch, untouched
+    assert sum(unchanged[i] for i in range(8) if not keep[i]) < 6

@@ -1,4 +1,4 @@
-"""Accuracies on the forget / remain / test splits, and the gap to the retrained model."""
+"""Accuracies, losses and MIA-efficacy on the forget / remain / test splits."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ import torch
 from torch import nn
 
 from unlearn.training import to_float, train_mode
-
-METRIC_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_svc")
-
 
 @torch.inference_mode()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
@@ -47,10 +44,3 @@ def split_metrics(
         confidence[split] = true_label_confidence(logits[idx], labels[idx])
     metrics["mia_svc"] = mia_svc(confidence["remain"], confidence["test"], confidence["forget"])
     return metrics
-
-
-def avg_gap(metrics: Mapping[str, float], reference: Mapping[str, float], keys=METRIC_KEYS) -> float:
-    """Mean absolute difference over ``keys`` (forget, retain and test accuracy and
-    MIA-efficacy) between a model's metrics and the retrained model's (the "Avg Gap"
-    of the unlearning papers; 0 is ideal)."""
-    return float(np.mean([abs(metrics[k] - reference[k]) for k in keys]))

@@ -1,0 +1,177 @@
+"""AMUN and its baselines against retraining, averaged over seeds (AMUN's Table 1 layout).
+
+For every seed: a seeded split (10 % of train forgotten at random), an original model
+trained on train and a retrained model on remain with the same recipe, AMUN's
+adversarial set D_A (eps_init calibrated as the pipeline does), then every method of
+``unlearn.unlearning.METHODS`` from a copy of the original, with the settings of the
+project's ``params.yaml`` (``unlearn.<method>`` and ``adversarial``; ``--set method.key=value``
+overrides a method's setting).
+Columns: forget / remain / test accuracy and MIA-efficacy (SVC) in percent, Avg Gap to
+the retrained model of the same seed, and runtime relative to retraining (AMUN's
+includes building D_A); mean +- std over seeds. The first lines state the regime: the
+original model's train and test accuracy and the retrained model's forget accuracy.
+
+Data: ``digits`` (embedded) or ``cifar10`` from ``--cifar`` (default
+``../shared/data/cifar10-jpg.tar.gz``), subsampled to ``--train`` / ``--test`` images
+(a fixed random subset). ``--lipschitz T`` trains original and retrain with FastClip
+at target T (the smooth-model table); unlearning itself is not clipped.
+
+    python benchmarks/amun.py --dataset digits --epochs 40 --seeds 0,1,2
+    python benchmarks/amun.py --dataset cifar10 --train 4000 --test 1000 --epochs 30 --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unlearn.attacks import adversarial_set, calibrate_eps_init
+from unlearn.config import ForgetConfig, TrainConfig, load_params
+from unlearn.data import load_dataset, make_splits
+from unlearn.evaluation import accuracy, avg_gap, predict, split_metrics
+from unlearn.models import create_model
+from unlearn.training import to_float, train_
+from unlearn.unlearning import METHODS, ForgetTask
+
+COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia_svc", "avg_gap", "runtime_vs_retrain")
+
+
+def load(args) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Images, labels and where the test part starts, subsampled to --train / --test."""
+    if args.dataset == "digits":
+        data = load_dataset("digits")
+        return data.images, data.labels, None
+    data = load_dataset("cifar10", path=args.cifar, cache_dir=Path("data/cache"))
+    rng = np.random.default_rng(1234)
+    train = np.sort(rng.choice(data.test_start, size=args.train, replace=False))
+    test = np.sort(data.test_start + rng.choice(len(data.labels) - data.test_start, size=args.test, replace=False))
+    idx = torch.as_tensor(np.concatenate([train, test]))
+    return data.images[idx], data.labels[idx], args.train
+
+
+def fit(images, labels, idx, recipe, args, seed, mean, std, num_classes) -> tuple[torch.nn.Module, float]:
+    model = create_model(args.model, in_channels=images.shape[1], num_classes=num_classes, mean=mean, std=std,
+                         seed=seed, width=args.width)
+    callbacks = []
+    if args.lipschitz:
+        from unlearn.lipschitz import FastClip
+
+        callbacks = [FastClip(model, images.shape[1:], target=args.lipschitz, clip_every=50, seed=seed)]
+    start = time.perf_counter()
+    train_(model, images[idx], labels[idx], recipe, generator=torch.Generator().manual_seed(seed), callbacks=callbacks)
+    return model.eval(), time.perf_counter() - start
+
+
+def one_seed(images, labels, test_start, seed, args, settings) -> tuple[dict, dict]:
+    split = make_splits(labels.numpy(), seed=seed, forget=ForgetConfig(fraction=args.forget), test_start=test_start)
+    splits = split.as_dict()
+    pixels = to_float(images[torch.as_tensor(split.train)])
+    mean, std = pixels.mean(dim=(0, 2, 3)).tolist(), pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    num_classes = int(labels.max()) + 1
+    recipe = TrainConfig(epochs=args.epochs, batch_size=128, lr=args.lr, augment=args.augment)
+    train_idx, remain_idx = torch.as_tensor(split.train), torch.as_tensor(split.remain)
+    original, _ = fit(images, labels, train_idx, recipe, args, seed, mean, std, num_classes)
+    retrained, retrain_s = fit(images, labels, remain_idx, recipe, args, seed, mean, std, num_classes)
+    regime = {"original_train_acc": accuracy(predict(original, images[train_idx]), labels[train_idx]),
+              "retrain_s": retrain_s}
+    results = {}
+    for name, model in (("original", original), ("retrain", retrained)):
+        results[name] = split_metrics(model, images, labels, splits)
+    reference = results["retrain"]
+    forget = torch.as_tensor(split.forget)
+    x, y = to_float(images[forget]), labels[forget]
+    start = time.perf_counter()
+    attack = load_params(args.params).adversarial
+    calibration = np.sort(np.random.default_rng([seed, 3]).permutation(len(forget))[:attack.calibration_samples])
+    eps_init = attack.eps_init or calibrate_eps_init(original, x[calibration], y[calibration],
+                                                     success=attack.calibration_success, steps=attack.calibration_steps)
+    found = adversarial_set(original, x, y, eps_init=eps_init, steps=attack.steps, max_doublings=attack.max_doublings)
+    adversarial_s = time.perf_counter() - start
+    regime.update(eps_init=eps_init, adversarial_s=adversarial_s, capped=int(found.capped.sum()))
+    task = ForgetTask(images, labels, forget, remain_idx, num_classes, found)
+    for name in args.methods:
+        method = METHODS.get(name)
+        model = copy.deepcopy(original)
+        start = time.perf_counter()
+        method.run(model, task, settings[name], torch.Generator().manual_seed(seed))
+        seconds = time.perf_counter() - start + (adversarial_s if method.needs_adversarial else 0.0)
+        results[name] = {**split_metrics(model, images, labels, splits), "runtime_vs_retrain": seconds / retrain_s,
+                         "remain_access": method.remain_access(settings[name])}
+    for metrics in results.values():
+        metrics["avg_gap"] = avg_gap(metrics, reference)
+    results["retrain"]["runtime_vs_retrain"] = 1.0
+    return results, regime
+
+
+def _settings(args) -> dict:
+    params = load_params(args.params).unlearn
+    settings = {name: getattr(params, name) for name in METHODS.names()}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        name, field = key.split(".", 1)
+        current = getattr(settings[name], field)
+        settings[name] = settings[name].model_copy(update={field: type(current)(value)})
+    return settings
+
+
+def _cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=("digits", "cifar10"), default="digits")
+    parser.add_argument("--cifar", default="../shared/data/cifar10-jpg.tar.gz")
+    parser.add_argument("--train", type=int, default=4000, help="cifar10: train images used")
+    parser.add_argument("--test", type=int, default=1000, help="cifar10: test images used")
+    parser.add_argument("--model", default="small_cnn")
+    parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--augment", action="store_true")
+    parser.add_argument("--forget", type=float, default=0.1)
+    parser.add_argument("--lipschitz", type=float, default=None, help="FastClip target for original and retrain")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--methods", default=",".join(METHODS.names()))
+    parser.add_argument("--set", action="append", default=[], help="override, e.g. --set amun.lr=0.05")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    args.methods = args.methods.split(",")
+    torch.set_num_threads(args.threads)
+    settings = _settings(args)
+    images, labels, test_start = load(args)
+    per_seed, regimes = [], []
+    for seed in map(int, args.seeds.split(",")):
+        start = time.perf_counter()
+        results, regime = one_seed(images, labels, test_start, seed, args, settings)
+        per_seed.append(results)
+        regimes.append(regime)
+        print(f"seed {seed}: {time.perf_counter() - start:.0f} s, " + ", ".join(f"{k} {v:.3g}" for k, v in regime.items()),
+              flush=True)
+    print(f"\n{args.dataset}: {len(labels)} images, {args.model} width {args.width or 'default'}, {args.epochs} epochs, "
+          f"augment {args.augment}, lipschitz {args.lipschitz}; {len(per_seed)} seeds")
+    print(f"regime: original train acc {_cell([r['original_train_acc'] for r in regimes])}, original test acc "
+          f"{_cell([s['original']['test_acc'] for s in per_seed])}, retrain forget acc "
+          f"{_cell([s['retrain']['forget_acc'] for s in per_seed])}, retrain {_cell([r['retrain_s'] for r in regimes])} s\n")
+    for access, title in ((True, "with remain access"), (False, "without remain access")):
+        rows = ["retrain", "original"] if access else ["retrain"]
+        rows += [n for n in args.methods if per_seed[0][n]["remain_access"] == access]
+        print(f"| {title} | " + " | ".join(COLUMNS) + " |")
+        print("|---" * (len(COLUMNS) + 1) + "|")
+        for name in rows:
+            cells = [_cell([s[name][c] for s in per_seed]) if c in per_seed[0][name] else "-" for c in COLUMNS]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""How far a model's metrics are from the retrained model's (no torch: the report reads only JSON)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+METRIC_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_svc")
+
+
+def avg_gap(metrics: Mapping[str, float], reference: Mapping[str, float], keys=METRIC_KEYS) -> float:
+    """Mean absolute difference over ``keys`` (forget, retain and test accuracy and
+    MIA-efficacy) between a model's metrics and the retrained model's (the "Avg Gap"
+    of the unlearning papers; 0 is ideal)."""
+    return float(np.mean([abs(metrics[k] - reference[k]) for k in keys]))
