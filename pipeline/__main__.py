@@ -19,7 +19,7 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
     stage = STAGES[name]
     params = load_params(params_file)
     sections = {}
-    for section in stage.sections:  # e.g. "unlearn.${key}" -> params.unlearn.<item>
+    for section in (*stage.sections, *stage.untracked):  # e.g. "unlearn.${key}" -> params.unlearn.<item>
         key = section.replace("${key}", items[0] if items else "")
         sections[key] = _dump(_section(params, key, name))
     # DVC names the stage it runs in DVC_STAGE (e.g. "evaluate@original"); the flow does too

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from pipeline.references import references
 from pipeline.tracking import TrackedRun
 from unlearn.config import Params
 from unlearn.errors import DataError
@@ -401,31 +402,51 @@ def _load_adversarial(data: Prepared):
 # ---------------------------------------------------------------- evaluate / report
 
 def evaluate(params: Params, run: TrackedRun, name: str) -> None:
-    """Accuracy (percent), loss and MIA-efficacy of model ``name`` on forget, remain and
-    test, with the wall-clock time of the stage that built it (``data/evaluation/<name>.json``;
-    the report adds the comparison with retrain)."""
-    from unlearn.evaluation import split_metrics
+    """Model ``name`` on forget, remain and test: accuracy (percent), loss, the attacks
+    without reference models (SVC MIA-efficacy, loss attack) and RMIA and LiRA with the
+    reference models (AUC, TPR at low FPR, an RMIA ROC curve in ``plots/roc/<name>.csv``),
+    with the wall-clock time of the stage that built it, in ``data/evaluation/<name>.json``
+    (the report adds the comparison with retrain)."""
+    from pipeline.references import load_references
+    from unlearn.evaluation import predict, split_metrics
+    from unlearn.evaluation.roc import roc_curve_points
+    from unlearn.evaluation.suite import attack_metrics, attack_scores
 
     data = load_prepared()
+    keep, reference_logits = load_references(len(data.labels))
     model = load_model(name, params, data.meta)
-    metrics = split_metrics(model, data.images, data.labels, data.splits, params.evaluate.batch_size)
+    logits = predict(model, data.images, params.evaluate.batch_size)
+    scores = attack_scores(logits, reference_logits, keep, data.labels, data.splits["test"], params.mia, params.seed)
+    metrics = {**split_metrics(logits, data.labels, data.splits),
+               **attack_metrics(scores, data.splits, params.mia, params.seed)}
     metrics = {**{k: round(v, 4) for k, v in metrics.items()}, **read_json(runtime_path(name))}
     write_json(evaluation_path(name), metrics)
+    fpr, tpr = roc_curve_points(scores["rmia"][data.splits["forget"]], scores["rmia"][data.splits["test"]])
+    write_text(roc_path(name), _csv(["fpr", "tpr"], [[f"{f:.5f}", f"{t:.5f}"] for f, t in zip(fpr, tpr)]))
     log.info("%s: %s", name, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if not isinstance(v, bool)))
     run.log_metrics({k: float(v) for k, v in metrics.items()})
     run.log_artifact(evaluation_path(name), "metrics")
+    run.log_artifact(roc_path(name), "plots")
+
+
+def roc_path(name: str) -> Path:
+    return PLOTS_DIR / "roc" / f"{name}.csv"
 
 
 REPORT_COLUMNS = {"forget_acc": "forget acc", "retain_acc": "retain acc", "test_acc": "test acc",
-                  "mia_svc": "MIA-efficacy (SVC)", "avg_gap": "Avg Gap", "runtime_s": "runtime (s)",
-                  "runtime_vs_retrain": "runtime / retrain"}
+                  "mia_rmia_auc": "RMIA AUC", "mia_rmia_tpr_at_1fpr": "RMIA TPR@1%FPR", "avg_gap": "Avg Gap",
+                  "mia_lira_auc": "LiRA AUC", "mia_svc": "MIA-efficacy (SVC)", "avg_gap_svc": "Avg Gap (SVC)",
+                  "runtime_s": "runtime (s)", "runtime_vs_retrain": "runtime / retrain"}
 
 
 def report(params: Params, run: TrackedRun, *models: str) -> None:
     """Each model's metrics beside the retrained model's: ``metrics/<model>.json`` with
-    ``avg_gap`` and ``runtime_vs_retrain`` added, tables in the layout of AMUN's Table 1
-    (split by whether the method reads the remain set) and a bar-plot CSV of the accuracies."""
-    from unlearn.evaluation.gap import METRIC_KEYS, avg_gap
+    ``avg_gap`` (accuracies + RMIA AUC, as in the thesis), ``avg_gap_svc`` (accuracies +
+    MIA-efficacy, as in SalUn) and ``runtime_vs_retrain`` added; tables in the layout of
+    AMUN's Table 1 (split by whether the method reads the remain set) in
+    ``reports/results.md`` and ``reports/index.html`` (with the RMIA ROC curves), and a
+    bar-plot CSV of the accuracies."""
+    from unlearn.evaluation.gap import ACCURACY_KEYS, SVC_KEYS, avg_gap
 
     names = models or ("original", "retrain")
     results = {name: read_json(evaluation_path(name)) for name in names}
@@ -433,6 +454,7 @@ def report(params: Params, run: TrackedRun, *models: str) -> None:
     if reference:
         for metrics in results.values():
             metrics.update(avg_gap=round(avg_gap(metrics, reference), 4),
+                           avg_gap_svc=round(avg_gap(metrics, reference, SVC_KEYS), 4),
                            runtime_vs_retrain=round(metrics["runtime_s"] / reference["runtime_s"], 4))
     for name, metrics in results.items():
         write_json(metrics_path(name), metrics)
@@ -440,23 +462,48 @@ def report(params: Params, run: TrackedRun, *models: str) -> None:
     groups = {"With remain access": [n for n in others if results[n].get("remain_access", True)],
               "Without remain access": [n for n in others if results[n].get("remain_access") is False]}
     header = ["model", *REPORT_COLUMNS.values()]
-    sections = [f"## {title}\n\n" + _markdown_table(header, [_report_row(n, results[n]) for n in
-                                                                ["retrain"] * bool(reference) + members])
-                for title, members in groups.items() if members]
-    text = ("# Results\n\nAccuracy in percent on each split; MIA-efficacy (SalUn's SVC attack on confidence) is "
-            "the percent of forget samples it calls non-members. Avg Gap is the mean absolute difference of those "
-            "four numbers to the retrained model's (the gold standard; 0 is ideal). Runtime is the wall-clock time "
-            "of the stage that built the model (AMUN's includes building its adversarial set).\n\n"
-            + "\n\n".join(sections) + "\n")
-    write_text(REPORTS_DIR / "results.md", text)
+    tables = [(title, header, [_report_row(n, results[n]) for n in ["retrain"] * bool(reference) + members])
+              for title, members in groups.items() if members]
+    write_text(REPORTS_DIR / "results.md", "# Results\n\n" + REPORT_NOTE + "\n\n" + "\n\n".join(
+        f"## {title}\n\n" + _markdown_table(head, rows) for title, head, rows in tables) + "\n")
+    write_text(REPORTS_DIR / "index.html", _html_report(tables, names, run))
     bars = [[f"{name} {key.removesuffix('_acc')}", f"{metrics[key]:.4f}"]
-            for name, metrics in results.items() for key in METRIC_KEYS]
+            for name, metrics in results.items() for key in ACCURACY_KEYS]
     write_text(REPORTS_DIR / "accuracy.csv", _csv(["model_split", "accuracy"], bars))
     if reference:
         run.log_metrics({f"{key}.{name}": m[key] for name, m in results.items()
-                         for key in ("avg_gap", "runtime_vs_retrain")})
-    run.log_artifact(REPORTS_DIR / "results.md", "report")
-    run.log_artifact(REPORTS_DIR / "accuracy.csv", "report")
+                         for key in ("avg_gap", "avg_gap_svc", "runtime_vs_retrain")})
+    for path in ("results.md", "index.html", "accuracy.csv"):
+        run.log_artifact(REPORTS_DIR / path, "report")
+
+
+REPORT_NOTE = ("Accuracies in percent. RMIA and LiRA AUC: how well the attack (with the reference models) "
+               "tells forget samples from test samples, in percent (50 = not at all: the retrained model's "
+               "value is the target); TPR at 1% FPR likewise. MIA-efficacy (SalUn's SVC attack on confidence): "
+               "percent of forget samples it calls non-members. Avg Gap: mean absolute difference to the "
+               "retrained model over forget, remain and test accuracy and RMIA AUC (the thesis's; 0 is ideal); "
+               "Avg Gap (SVC) uses MIA-efficacy instead. Runtime: wall-clock time of the stage that built the "
+               "model (AMUN's includes building its adversarial set).")
+
+
+def _html_report(tables: list, names: tuple[str, ...], run: TrackedRun) -> str:
+    """The report as one HTML page, with the RMIA ROC curves of every model (also logged to MLflow)."""
+    import numpy as np
+
+    from pipeline.html_report import png_bytes, render
+
+    with _figure("roc_rmia.png", run) as (fig, ax):
+        for name in names:
+            rows = np.loadtxt(roc_path(name), delimiter=",", skiprows=1, ndmin=2)
+            ax.plot(rows[:, 0], rows[:, 1], label=name, lw=2.5 if name == "retrain" else 1.2)
+        ax.plot([1e-3, 1], [1e-3, 1], "k:", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlabel="false positive rate", ylabel="true positive rate",
+               title="RMIA, forget vs test")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        figure = png_bytes(fig)
+    return render("Unlearning results", REPORT_NOTE, tables,
+                  [("RMIA ROC curves, forget (members) vs test (non-members), log-log", figure)])
 
 
 def _report_row(name: str, metrics: dict) -> list[str]:
@@ -499,6 +546,7 @@ def _csv(header: list[str], rows: list[list]) -> str:
 class Stage:
     fn: Callable
     sections: tuple[str, ...]  # the params sections the stage reads (dvc.yaml lists the same)
+    untracked: tuple[str, ...] = ()  # sections it reads that cannot change its results (not in dvc.yaml)
 
 
 STAGES: dict[str, Stage] = {
@@ -508,6 +556,7 @@ STAGES: dict[str, Stage] = {
     "transfer": Stage(transfer, ("seed", "model", "train", "lipschitz", "transfer")),
     "adversarial": Stage(adversarial, ("seed", "model", "adversarial")),
     "unlearn": Stage(unlearn, ("seed", "model", "unlearn.${key}")),
-    "evaluate": Stage(evaluate, ("seed", "model", "evaluate")),
+    "references": Stage(references, ("seed", "model", "train", "lipschitz", "references"), ("execution",)),
+    "evaluate": Stage(evaluate, ("seed", "model", "evaluate", "mia")),
     "report": Stage(report, ()),
 }

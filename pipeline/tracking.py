@@ -60,11 +60,15 @@ class TrackedRun:
     """An MLflow run (a stage execution, or a flow execution); every call is failure-tolerant.
 
     Use as a context manager; the run ends FINISHED, or FAILED if the body raised.
-    A run started while ``UNLEARN_PARENT_RUN_ID`` is set is nested under that run.
+    A run is nested under ``parent`` (a run id), else under ``UNLEARN_PARENT_RUN_ID`` when
+    set; one started while another is active in this process (a job run in the stage's
+    own process) is nested under it.
     """
 
-    def __init__(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> None:
+    def __init__(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None,
+                 parent: str | None = None) -> None:
         self.name = name
+        self.parent = parent
         self.params = params
         self.tags = dict(tags or {})
         self.uri = tracking_uri()
@@ -102,10 +106,10 @@ class TrackedRun:
         mlflow.set_experiment(name)
         tags = {**git_state(), **self.tags}
         tags["mlflow.source.git.commit"] = tags["git.commit"]
-        parent = os.environ.get(PARENT_RUN_ENV)
+        parent = self.parent or os.environ.get(PARENT_RUN_ENV)
         if parent:
             tags["mlflow.parentRunId"] = parent
-        run = mlflow.start_run(run_name=self.name, tags=tags)
+        run = mlflow.start_run(run_name=self.name, tags=tags, nested=mlflow.active_run() is not None)
         self._run_id = run.info.run_id
         flat: dict[str, Any] = {}
         for section, value in self.params.items():

@@ -18,7 +18,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 METHODS = ("amun", "amun_no_remain", "amun_salun", "ft", "rl", "ga", "l1_sparse", "salun", "bs")
 MODELS = ("original", "retrain", *METHODS)
-ALL_STAGES = {"prepare", "train", "retrain", "transfer", "adversarial", "report",
+ALL_STAGES = {"prepare", "train", "retrain", "transfer", "adversarial", "references", "report",
               *(f"unlearn@{m}" for m in METHODS), *(f"evaluate@{m}" for m in MODELS)}
 
 TINY_PARAMS = {
@@ -27,6 +27,7 @@ TINY_PARAMS = {
     "lipschitz": {"method": "fastclip", "target": 2.0, "clip_every": 5},
     "transfer": {"targets": [None, 1.0], "epochs": 1, "samples": 50, "steps": 5},
     "adversarial": {"steps": 10},
+    "references": {"K": 4, "epochs": 1},
     "unlearn": {method: {"epochs": 2} for method in METHODS},
     "flow": {"concurrency": 2, "retries": 0},
 }

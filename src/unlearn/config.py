@@ -255,6 +255,46 @@ class UnlearnConfig(_Section):
     bs: BoundaryShrinkConfig = Field(default_factory=BoundaryShrinkConfig)
 
 
+class ReferencesConfig(_Section):
+    """The reference models of RMIA and LiRA (stage ``references``): ``K`` models with the
+    target's recipe (``epochs: null`` = ``train.epochs``), each on a random half of all samples."""
+
+    K: PositiveInt = 8
+    epochs: Optional[PositiveInt] = None
+
+
+class MiaConfig(_Section):
+    """The membership-inference attacks every model faces (stage ``evaluate@<model>``).
+
+    RMIA's signal is ``signal`` (``taylor_soft_margin``: temperature, margin, Taylor
+    ``order``, as in the RMIA code and the thesis; or ``softmax``); ``gamma`` is its
+    likelihood-ratio threshold, ``a`` the offline correction, ``population`` the number of
+    test samples used as the z population. ``online`` applies to RMIA and LiRA;
+    ``fixed_variance`` makes LiRA use one pooled variance. AUC and TPR are averaged over
+    ``repeats`` balanced subsamples (forget vs test, remain vs test).
+    """
+
+    signal: Literal["taylor_soft_margin", "softmax"] = "taylor_soft_margin"
+    temperature: PositiveFloat = 2.0
+    margin: NonNegFloat = 0.6
+    order: Annotated[int, _interval(2, None)] = 4
+    gamma: PositiveFloat = 2.0
+    a: Annotated[float, _interval(0, 1)] = 0.33
+    online: bool = True
+    fixed_variance: bool = False
+    population: Annotated[int, _interval(2, None)] = 1000
+    repeats: PositiveInt = 3
+
+
+class ExecutionConfig(_Section):
+    """Where independent jobs (e.g. reference models) run: ``workers`` local processes
+    (1 = in the stage's own process); a failed job is retried ``retries`` times. Not
+    tracked by DVC: it does not change any result."""
+
+    workers: PositiveInt = 1
+    retries: NonNegInt = 1
+
+
 class EvaluateConfig(_Section):
     batch_size: PositiveInt = 1024
 
@@ -278,6 +318,9 @@ class Params(_Section):
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
     unlearn: UnlearnConfig = Field(default_factory=UnlearnConfig)
+    references: ReferencesConfig = Field(default_factory=ReferencesConfig)
+    mia: MiaConfig = Field(default_factory=MiaConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
 
@@ -288,6 +331,15 @@ class Params(_Section):
             # not a ValueError: pydantic would wrap it; ConfigError passes through as is
             raise ConfigError("params.yaml: lipschitz.bn = remove: needs model.batch_norm: false "
                               "(or bn: ignore | composite)")
+        in_per_sample = self.references.K // 2
+        if self.mia.online and (in_per_sample < 1 or self.references.K - in_per_sample < 1):
+            raise ConfigError(f"params.yaml: references.K = {self.references.K}: online attacks need an IN and an "
+                              f"OUT model for every sample (K >= 2), or set mia.online: false")
+        if not self.mia.fixed_variance and min(in_per_sample if self.mia.online else 2,
+                                               self.references.K - in_per_sample) < 2:
+            raise ConfigError(f"params.yaml: references.K = {self.references.K}: LiRA with per-sample variances "
+                              f"needs 2 OUT (and online: 2 IN) models per sample (K >= 4), or set "
+                              f"mia.fixed_variance: true")
         return self
 
 

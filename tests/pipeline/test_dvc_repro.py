@@ -9,7 +9,8 @@ import pytest
 from tests.conftest import ALL_STAGES, MODELS, mlflow_runs, write_params
 
 pytestmark = pytest.mark.slow
-METHOD_KEYS = {"forget_acc", "retain_acc", "test_acc", "mia_svc", "avg_gap", "runtime_s", "runtime_vs_retrain"}
+METHOD_KEYS = {"forget_acc", "retain_acc", "test_acc", "mia_svc", "avg_gap", "runtime_s", "runtime_vs_retrain",
+               "mia_rmia_auc", "mia_lira_auc", "mia_rmia_tpr_at_1fpr", "mia_loss_auc", "avg_gap_svc"}
 
 
 def repro(root) -> set[str]:
@@ -28,8 +29,13 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
         metrics = json.loads((project / "metrics" / f"{name}.json").read_text())
         assert METHOD_KEYS <= set(metrics), name
         assert metrics["runtime_s"] > 0 and metrics["avg_gap"] >= 0
+        assert all(0 <= metrics[k] <= 100 for k in ("mia_rmia_auc", "mia_lira_auc", "mia_rmia_tpr_at_1fpr"))
         if name == "retrain":
             assert metrics["avg_gap"] == 0 and metrics["runtime_vs_retrain"] == 1
+        assert len((project / "plots" / "roc" / f"{name}.csv").read_text().splitlines()) == 102
+    assert (project / "data" / "references" / "keep.npy").exists()
+    page = (project / "reports" / "index.html").read_text()
+    assert page.count("<table>") == 2 and "data:image/png;base64," in page
     report = (project / "reports" / "results.md").read_text()
     with_remain, without = report.split("## Without remain access")
     assert all(f"| {m} |" in with_remain for m in ("retrain", "original", "amun", "amun_salun", "ft", "rl",
@@ -43,15 +49,20 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
         rows = (project / "plots" / "lipschitz" / f"{name}.csv").read_text().splitlines()[1:]
         assert len(rows) == 4 and all(float(row.split(",")[1]) <= 2.04 for row in rows)
     runs = mlflow_runs(project)
-    assert sorted(r.data.tags["dvc.stage"] for r in runs) == sorted(ALL_STAGES)
     assert all(r.info.status == "FINISHED" for r in runs)
+    jobs = [r for r in runs if r.data.tags.get("unlearn.job") == "references"]
+    runs = [r for r in runs if "dvc.stage" in r.data.tags]
+    assert sorted(r.data.tags["dvc.stage"] for r in runs) == sorted(ALL_STAGES)
+    references_run = next(r for r in runs if r.data.tags["dvc.stage"] == "references")
+    assert sorted(r.data.tags["reference"] for r in jobs) == ["0", "1", "2", "3"]
+    assert all(r.data.tags["mlflow.parentRunId"] == references_run.info.run_id for r in jobs)
 
     assert repro(project) == set()
-    assert len(mlflow_runs(project)) == len(ALL_STAGES)
+    assert len(mlflow_runs(project)) == len(ALL_STAGES) + len(jobs)
 
     write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
     assert repro(project) == {"unlearn@ft", "evaluate@ft", "report"}
-    runs = mlflow_runs(project)
+    runs = [r for r in mlflow_runs(project) if "dvc.stage" in r.data.tags]
     assert len(runs) == len(ALL_STAGES) + 3
 
     import mlflow

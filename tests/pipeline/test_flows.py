@@ -16,7 +16,7 @@ def test_stage_order_comes_from_dvc(project):
     assert order[0] == "prepare"
     assert order.index("report") > max(order.index("evaluate@original"), order.index("evaluate@retrain"))
     by_name = {n.address: n for n in nodes}
-    assert by_name["evaluate@original"].upstream == ("prepare", "train")
+    assert by_name["evaluate@original"].upstream == ("prepare", "references", "train")
     assert by_name["report"].cmd.startswith("python -m pipeline report original retrain amun ")
     assert by_name["unlearn@amun"].upstream == ("adversarial", "prepare", "train")
     assert [n.address for n in dvc_stages(project, ["train"])] == ["prepare", "train"]
@@ -34,8 +34,8 @@ def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefe
     stages = {r.data.tags["dvc.stage"]: r for r in runs if "dvc.stage" in r.data.tags}
     assert set(stages) == ALL_STAGES
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in stages.values())
-    train, retrain = stages["train"].info, stages["retrain"].info
-    assert train.start_time < retrain.end_time and retrain.start_time < train.end_time  # they overlapped
+    spans = sorted((r.info.start_time, r.info.end_time) for r in stages.values())
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))  # two stages overlapped
 
     again = run(project)
     assert set(again.values()) == {"cached"}

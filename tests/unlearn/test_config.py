@@ -80,3 +80,26 @@ def test_model_names_match_the_registry():
     from unlearn.models import MODELS
 
     assert list(MODEL_NAMES) == MODELS.names()
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"references": {"K": 0}}, "params.yaml: references.K = 0: must be >= 1"),
+    ({"references": {"K": 1}}, "params.yaml: references.K = 1: online attacks need an IN and an OUT model for "
+                               "every sample (K >= 2), or set mia.online: false"),
+    ({"references": {"K": 2}}, "params.yaml: references.K = 2: LiRA with per-sample variances needs 2 OUT (and "
+                               "online: 2 IN) models per sample (K >= 4), or set mia.fixed_variance: true"),
+    ({"mia": {"gamma": 0}}, "params.yaml: mia.gamma = 0: must be > 0"),
+    ({"mia": {"signal": "logits"}}, "params.yaml: mia.signal = logits: must be one of: 'taylor_soft_margin' or 'softmax'"),
+    ({"unlearn": {"amn": {}}}, "params.yaml: unlearn.amn: unknown key; did you mean 'amun'? allowed: amun, "
+                               "amun_no_remain, amun_salun, ft, rl, ga, l1_sparse, salun, bs"),
+    ({"unlearn": {"salun": {"mask_fraction": 1.0}}}, "params.yaml: unlearn.salun.mask_fraction = 1.0: must be in (0, 1)"),
+    ({"adversarial": {"eps_init": 0}}, "params.yaml: adversarial.eps_init = 0: must be > 0"),
+    ({"execution": {"workers": 0}}, "params.yaml: execution.workers = 0: must be >= 1"),
+])
+def test_bad_attack_and_unlearning_settings(raw, expected):
+    assert error_for(raw) == expected
+
+
+def test_small_reference_sets_work_with_the_matching_options():
+    assert parse_params({"references": {"K": 2}, "mia": {"fixed_variance": True}}).references.K == 2
+    assert parse_params({"references": {"K": 1}, "mia": {"online": False, "fixed_variance": True}}).references.K == 1

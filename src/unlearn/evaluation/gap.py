@@ -6,11 +6,13 @@ from typing import Mapping
 
 import numpy as np
 
-METRIC_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_svc")
+ACCURACY_KEYS = ("forget_acc", "retain_acc", "test_acc")
+METRIC_KEYS = (*ACCURACY_KEYS, "mia_rmia_auc")  # the thesis's Avg Gap: RMIA's forget-vs-test AUC
+SVC_KEYS = (*ACCURACY_KEYS, "mia_svc")  # SalUn's: MIA-efficacy
 
 
 def avg_gap(metrics: Mapping[str, float], reference: Mapping[str, float], keys=METRIC_KEYS) -> float:
-    """Mean absolute difference over ``keys`` (forget, retain and test accuracy and
-    MIA-efficacy) between a model's metrics and the retrained model's (the "Avg Gap"
+    """Mean absolute difference over ``keys`` (forget, retain and test accuracy and one
+    attack's score) between a model's metrics and the retrained model's (the "Avg Gap"
     of the unlearning papers; 0 is ideal)."""
     return float(np.mean([abs(metrics[k] - reference[k]) for k in keys]))

@@ -22,25 +22,21 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return 100.0 * (logits.argmax(1) == labels).float().mean().item()
 
 
-def split_metrics(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    splits: Mapping[str, np.ndarray],
-    batch_size: int = 1024,
-) -> dict[str, float]:
-    """``forget_acc``, ``retain_acc`` and ``test_acc`` (percent), the mean losses, and
-    ``mia_svc`` (SalUn's MIA-efficacy, percent) of ``model`` on the forget, remain and
-    test index arrays of ``splits``."""
-    from unlearn.evaluation.mia_svc import mia_svc, true_label_confidence
+def split_metrics(logits: torch.Tensor, labels: torch.Tensor, splits: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """From a model's ``logits`` (N, C) on every sample: ``forget_acc``, ``retain_acc`` and
+    ``test_acc`` (percent), the mean losses, ``mia_svc`` (SalUn's MIA-efficacy, percent)
+    and ``mia_loss_auc`` (a cross-validated logistic regression on the loss, forget vs
+    test, AUC in percent) over the forget, remain and test index arrays of ``splits``."""
+    from unlearn.evaluation.mia_svc import loss_attack_auc, mia_svc, true_label_confidence
 
-    logits = predict(model, images, batch_size)
     metrics = {}
-    confidence = {}
+    confidence, losses = {}, {}
     for split, key in (("forget", "forget"), ("remain", "retain"), ("test", "test")):
         idx = torch.as_tensor(splits[split])
         metrics[f"{key}_acc"] = accuracy(logits[idx], labels[idx])
-        metrics[f"{key}_loss"] = nn.functional.cross_entropy(logits[idx], labels[idx]).item()
+        losses[split] = nn.functional.cross_entropy(logits[idx].double(), labels[idx], reduction="none").numpy()
+        metrics[f"{key}_loss"] = float(losses[split].mean())
         confidence[split] = true_label_confidence(logits[idx], labels[idx])
     metrics["mia_svc"] = mia_svc(confidence["remain"], confidence["test"], confidence["forget"])
+    metrics["mia_loss_auc"] = loss_attack_auc(losses["forget"], losses["test"])
     return metrics

@@ -1,4 +1,5 @@
-"""The classic "MIA-efficacy" of SalUn (Fan et al., ICLR 2024) and Jia et al. (NeurIPS 2023).
+"""Attacks without reference models: the classic "MIA-efficacy" of SalUn (Fan et al.,
+ICLR 2024) and Jia et al. (NeurIPS 2023), and a population attack on the loss.
 
 An SVC (RBF kernel, C=3) is trained to tell members (a subset of remain, the size of
 the test set) from non-members (the test set) by the model's confidence, i.e. its
@@ -35,3 +36,23 @@ def mia_svc(remain: np.ndarray, test: np.ndarray, forget: np.ndarray, *, seed: i
     targets = np.concatenate([np.ones(len(members)), np.zeros(len(test))])
     classifier = SVC(C=3, gamma="auto", kernel="rbf").fit(features, targets)
     return 100.0 * float((classifier.predict(np.asarray(forget).reshape(-1, 1)) == 0).mean())
+
+
+def loss_attack_auc(forget_loss: np.ndarray, test_loss: np.ndarray, *, seed: int = 0, folds: int = 5) -> float:
+    """The simple population attack: a logistic regression on the per-sample loss, trained
+    to tell forget (label 1) from test (label 0) samples on balanced subsamples, scored by
+    ``folds``-fold cross-validated AUC in percent (50 = the model treats them alike)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    size = min(len(forget_loss), len(test_loss))
+    if size < folds:
+        raise ValueError(f"loss_attack_auc needs at least {folds} forget and test samples, got {size}")
+    rng = np.random.default_rng(seed)
+    features = np.log1p(np.concatenate([rng.choice(forget_loss, size, replace=False),
+                                        rng.choice(test_loss, size, replace=False)])).reshape(-1, 1)
+    truth = np.concatenate([np.ones(size), np.zeros(size)])
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    scores = cross_val_predict(LogisticRegression(), features, truth, cv=split, method="predict_proba")[:, 1]
+    return 100.0 * float(roc_auc_score(truth, scores))

@@ -1,0 +1,89 @@
+"""Stage ``references``: the reference models of RMIA and LiRA.
+
+K models with the target's recipe (``model``, ``train``, ``lipschitz``; ``references.epochs``
+may shorten it), each trained on a random half of the population (every sample of the
+dataset, train and test), so that every sample is IN for exactly floor(K / 2) of them.
+Each model's logits on every sample are saved (``data/references/logits_<k>.pt``), with
+the keep matrix (``keep.npy``, K x N bool): scoring a model later costs one forward pass
+of that model. The K trainings run as independent jobs through :mod:`unlearn.execution`
+(``execution.workers``), one MLflow run each, nested under the stage's run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.tracking import TrackedRun
+from unlearn.config import Params
+from unlearn.errors import DataError
+from unlearn.io import atomic_path, load_tensors, save_tensors
+
+REFERENCES = Path("data/references")
+KEEP = REFERENCES / "keep.npy"
+_KEEP_STREAM = 4
+
+
+def logits_path(k: int) -> Path:
+    return REFERENCES / f"logits_{k}.pt"
+
+
+def reference_seed(seed: int, k: int) -> int:
+    """Weight-init and batch-order seed of reference model k (distinct from the target's)."""
+    return 10_000 + 100 * seed + k
+
+
+def keep_matrix(models: int, samples: int, seed: int) -> np.ndarray:
+    """(models, samples) bool: for each sample, a seeded random floor(models / 2) of the models train on it."""
+    order = np.random.default_rng([seed, _KEEP_STREAM]).random((models, samples)).argsort(axis=0)
+    return order < models // 2
+
+
+def references(params: Params, run: TrackedRun) -> None:
+    from pipeline.stages import load_prepared
+    from unlearn.execution import Job, run_jobs
+
+    cfg = params.references
+    data = load_prepared()
+    keep = keep_matrix(cfg.K, len(data.labels), params.seed)
+    with atomic_path(KEEP) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, keep, allow_pickle=False)
+    jobs = [Job(train_reference, {"k": k, "params_file": "params.yaml", "parent_run_id": run.run_id},
+                name=f"reference {k}") for k in range(cfg.K)]
+    run_jobs(jobs, workers=params.execution.workers, retries=params.execution.retries)
+    run.log_metrics({"references": cfg.K, "in_per_sample": cfg.K // 2})
+
+
+def train_reference(k: int, params_file: str, parent_run_id: str | None) -> str:
+    """Job: train reference model ``k`` on its half of the population and save its logits."""
+    from pipeline.stages import _train_model, load_prepared
+    from unlearn.config import load_params
+    from unlearn.evaluation import predict
+
+    params = load_params(params_file)
+    recipe = params.train.model_copy(update={"epochs": params.references.epochs or params.train.epochs})
+    setting = params.model_copy(update={"train": recipe})
+    data = load_prepared()
+    keep = np.load(KEEP, allow_pickle=False)
+    sections = {"references": params.references.model_dump(), "train": recipe.model_dump(), "reference": k}
+    with TrackedRun(f"references/{k}", sections, tags={"unlearn.job": "references", "reference": str(k)},
+                    parent=parent_run_id) as run:
+        model, _ = _train_model(f"reference {k}", setting, data, np.flatnonzero(keep[k]), run,
+                                seed=reference_seed(params.seed, k))
+        save_tensors(logits_path(k), {"logits": predict(model, data.images)})
+    return str(logits_path(k))
+
+
+def load_references(samples: int) -> tuple[np.ndarray, "torch.Tensor"]:  # noqa: F821
+    """The keep matrix (K, N) and the reference logits (K, N, C), checked against each other."""
+    import torch
+
+    keep = np.load(KEEP, allow_pickle=False) if KEEP.exists() else None
+    if keep is None:
+        raise DataError(f"{KEEP}: file not found; run `dvc repro references`")
+    logits = torch.stack([load_tensors(logits_path(k))["logits"] for k in range(len(keep))])
+    if keep.dtype != bool or keep.shape != (len(logits), samples) or logits.shape[1] != samples:
+        raise DataError(f"{REFERENCES}: keep {keep.shape} and logits {tuple(logits.shape)} do not match the "
+                        f"{samples} samples of data/prepared; re-run `dvc repro references`")
+    return keep, logits
