@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+from unlearn.unlearning.trw import class_similarity, final_linear, trw_targets
+
+
+def test_similarity_prefers_the_class_whose_weights_point_the_same_way():
+    weight = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    s = class_similarity(weight, 0, temperature=0.1)
+    assert s[0] == 0 and s.sum().item() == pytest.approx(1.0)
+    assert s.argmax().item() == 1
+    assert class_similarity(weight, 0, pca_dim=2).argmax().item() == 1
+    with pytest.raises(ValueError, match="not one of the model's 4 classes"):
+        class_similarity(weight, 4)
+
+
+def test_targets_remove_the_forget_class_and_tilt_towards_similar_classes():
+    probs = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.2, 0.2, 0.5, 0.1]])
+    similarity = torch.tensor([0.0, 0.8, 0.1, 0.1])
+    plain = trw_targets(probs, 0, similarity, beta=0.0)
+    torch.testing.assert_close(plain, torch.tensor([[0.0, 1 / 3, 1 / 3, 1 / 3], [0.0, 0.25, 0.625, 0.125]]))
+    tilted = trw_targets(probs, 0, similarity, beta=10.0)
+    assert (tilted[:, 0] == 0).all()
+    torch.testing.assert_close(tilted.sum(1), torch.ones(2))
+    assert (tilted[:, 1] > plain[:, 1]).all()  # mass moves to the class most similar to the forgotten one
+    expected = torch.tensor([0.25 * torch.e ** 8, 0.625 * torch.e, 0.125 * torch.e])
+    torch.testing.assert_close(tilted[1, 1:], (expected / expected.sum()).float())
+
+
+def test_final_linear_is_the_classifier_head():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    assert final_linear(model) is model[2]
+    with pytest.raises(ValueError, match="nn.Linear"):
+        final_linear(torch.nn.Sequential(torch.nn.ReLU()))
