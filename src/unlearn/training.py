@@ -109,6 +109,7 @@ def train_(
     on_epoch: Callable[[EpochStats], None] | None = None,
     progress: bool = False,
     sample_weights: torch.Tensor | None = None,
+    soft_labels: torch.Tensor | None = None,
     penalty: Callable[[nn.Module, int], torch.Tensor] | None = None,
     no_augment: torch.Tensor | None = None,
 ) -> list[EpochStats]:
@@ -116,7 +117,8 @@ def train_(
     and ``labels`` (int64, (N,)).
 
     The loss of a batch is the mean over its samples of ``sample_weights[i] * CE_i``
-    (weights default to 1; -1 ascends a sample's loss) plus ``penalty(model, epoch)``
+    (weights default to 1; -1 ascends a sample's loss); with ``soft_labels`` (N, C), CE_i
+    is the cross-entropy to that distribution (``labels`` then only count accuracy) plus ``penalty(model, epoch)``
     when given (``epoch`` counts from 1). Mini-batches are drawn by a seeded
     permutation of ``generator`` each epoch (the last, smaller batch included), so
     training is deterministic on CPU for a given generator state. Returns the
@@ -149,10 +151,11 @@ def train_(
                     x = augmented if keep is None else torch.where(keep, x, augmented)
                 y = labels[idx]
                 logits = model(x)
+                target = y if soft_labels is None else soft_labels[idx]
                 if sample_weights is None:
-                    loss = F.cross_entropy(logits, y)
+                    loss = F.cross_entropy(logits, target)
                 else:
-                    loss = (F.cross_entropy(logits, y, reduction="none") * sample_weights[idx]).mean()
+                    loss = (F.cross_entropy(logits, target, reduction="none") * sample_weights[idx]).mean()
                 objective = loss if penalty is None else loss + penalty(model, epoch)
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()

@@ -66,3 +66,30 @@ def trw_targets(probs: torch.Tensor, forget_class: int, similarity: torch.Tensor
     if (total <= 0).any():
         raise ValueError("the original model gives all its probability to the forget class on some input")
     return (tilted / total).float()
+
+
+def forget_class_of(task) -> int:
+    """The single class that ``task.forget`` consists of (TRW forgets one class at a time)."""
+    classes = torch.unique(task.labels[task.forget]).tolist()
+    if len(classes) != 1:
+        raise ValueError(f"TRW forgets one whole class; the forget set holds classes {classes}")
+    return int(classes[0])
+
+
+def trw_unlearn(model: nn.Module, task, cfg, generator: torch.Generator, *, beta: float = 10.0,
+                pca_dim: int | None = None, temperature: float = 0.1) -> None:
+    """Fine-tune ``model`` in place: forget-class inputs towards their TRW targets (soft
+    cross-entropy, i.e. KL(q || p_theta) up to a constant), remain samples towards their
+    labels (cross-entropy), in shuffled batches with the SGD recipe ``cfg``. The targets
+    come from the model as it is before fine-tuning (the original model)."""
+    from unlearn.training import train_, train_mode
+
+    forget_class = forget_class_of(task)
+    xf, yf = task.split("forget")
+    xr, yr = task.split("remain")
+    with torch.no_grad(), train_mode(model, False):
+        probs = torch.cat([torch.softmax(model(chunk), dim=1) for chunk in xf.split(512)])
+    similarity = class_similarity(final_linear(model).weight, forget_class, pca_dim=pca_dim, temperature=temperature)
+    soft = torch.cat([trw_targets(probs, forget_class, similarity, beta),
+                      nn.functional.one_hot(yr, task.num_classes).float()])
+    train_(model, torch.cat([xf, xr]), torch.cat([yf, yr]), cfg, generator=generator, soft_labels=soft)

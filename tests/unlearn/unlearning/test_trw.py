@@ -32,3 +32,30 @@ def test_final_linear_is_the_classifier_head():
     assert final_linear(model) is model[2]
     with pytest.raises(ValueError, match="nn.Linear"):
         final_linear(torch.nn.Sequential(torch.nn.ReLU()))
+
+
+def test_trw_forgets_the_class_and_sends_it_to_the_most_similar_one():
+    from unlearn.config import TrainConfig
+    from unlearn.data import load_dataset
+    from unlearn.models import create_model
+    from unlearn.training import to_float, train_
+    from unlearn.unlearning import ForgetTask
+    from unlearn.unlearning.trw import trw_unlearn
+
+    data = load_dataset("digits")
+    images, labels = data.images[:600], data.labels[:600]
+    model = create_model("small_cnn", in_channels=1, num_classes=10, mean=[0.3], std=[0.3], seed=0, width=8)
+    train_(model, images, labels, TrainConfig(epochs=6, batch_size=32), generator=torch.Generator().manual_seed(0))
+    forget = torch.nonzero(labels == 3).squeeze(1)
+    remain = torch.nonzero(labels != 3).squeeze(1)
+    task = ForgetTask(images, labels, forget, remain, 10)
+    similarity = class_similarity(final_linear(model).weight, 3)
+    trw_unlearn(model, task, TrainConfig(epochs=3, batch_size=64, lr=0.01), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        predicted = model.eval()(to_float(images[forget])).argmax(1)
+        remain_acc = (model(to_float(images[remain])).argmax(1) == labels[remain]).float().mean().item()
+    assert (predicted != 3).float().mean().item() > 0.95
+    assert remain_acc > 0.9
+    assert (predicted == similarity.argmax()).float().mean().item() > 0.5  # most go to the nearest class
+    with pytest.raises(ValueError, match="one whole class"):
+        trw_unlearn(model, ForgetTask(images, labels, torch.arange(10), remain, 10), TrainConfig(), torch.Generator())
