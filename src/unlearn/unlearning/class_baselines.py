@@ -1,0 +1,87 @@
+"""Class-unlearning baselines that need more than the shared training loop: boundary
+expanding (a shadow class) and SCRUB (a teacher-student game)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from unlearn.training import make_optimizer, train_, train_mode
+from unlearn.unlearning.trw import final_linear
+
+
+def _replace(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if child is old:
+                setattr(parent, name, new)
+                return
+    raise ValueError("module not found in the model")
+
+
+def boundary_expanding(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
+    """Boundary expanding (Chen et al., CVPR 2023): the classifier gets one extra "shadow"
+    output, every forget sample is labelled with it and the model is fine-tuned on them
+    (with the remain set when ``cfg.use_remain``); the shadow output is then removed, so
+    the forget samples' evidence lands on whatever the shrunken head says. The shadow
+    row is initialised like PyTorch initialises a Linear layer, from ``generator``."""
+    head = final_linear(model)
+    num_classes = head.out_features
+    expanded = nn.Linear(head.in_features, num_classes + 1, bias=head.bias is not None)
+    with torch.no_grad():
+        bound = 1.0 / head.in_features ** 0.5
+        expanded.weight[:num_classes] = head.weight
+        expanded.weight[num_classes].uniform_(-bound, bound, generator=generator)
+        if head.bias is not None:
+            expanded.bias[:num_classes] = head.bias
+            expanded.bias[num_classes].uniform_(-bound, bound, generator=generator)
+    _replace(model, head, expanded)
+    xf, _ = task.split("forget")
+    x, y = xf, torch.full((len(xf),), num_classes, dtype=torch.int64)
+    if cfg.use_remain:
+        xr, yr = task.split("remain")
+        x, y = torch.cat([x, xr]), torch.cat([y, yr])
+    train_(model, x, y, cfg, generator=generator)
+    pruned = nn.Linear(head.in_features, num_classes, bias=head.bias is not None)
+    with torch.no_grad():
+        pruned.weight.copy_(expanded.weight[:num_classes])
+        if head.bias is not None:
+            pruned.bias.copy_(expanded.bias[:num_classes])
+    _replace(model, expanded, pruned)
+
+
+def scrub(model: nn.Module, task, cfg, generator: torch.Generator, *, max_epochs: int = 2, alpha: float = 1.0,
+          temperature: float = 4.0) -> None:
+    """SCRUB (Kurmanji et al., NeurIPS 2023): the original model is a frozen teacher; the
+    model (student) alternates a "max" pass over the forget set, raising
+    KL(teacher || student), during the first ``max_epochs`` of ``cfg.epochs``, and a "min"
+    pass over the remain set minimising CE + ``alpha`` * KL(teacher || student); KL at
+    ``temperature``. SGD with ``cfg``'s learning rate, momentum and weight decay (constant rate).
+    The first max step has zero gradient (the student starts as the teacher); it is the
+    min passes that move the student off it, so SCRUB needs several epochs."""
+    teacher = copy.deepcopy(model).eval()
+    optimizer = make_optimizer(model, cfg)
+    xf, _ = task.split("forget")
+    xr, yr = task.split("remain")
+
+    def divergence(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = F.softmax(teacher(x) / temperature, dim=1)
+        return F.kl_div(F.log_softmax(logits / temperature, dim=1), target, reduction="batchmean")
+
+    def one_pass(x: torch.Tensor, loss_fn) -> None:
+        for idx in torch.randperm(len(x), generator=generator).split(cfg.batch_size):
+            loss = loss_fn(x[idx], idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    with train_mode(model):
+        for epoch in range(1, cfg.epochs + 1):
+            if epoch <= max_epochs:
+                one_pass(xf, lambda xb, idx: -divergence(xb, model(xb)))
+            one_pass(xr, lambda xb, idx: (lambda logits: F.cross_entropy(logits, yr[idx])
+                                          + alpha * divergence(xb, logits))(model(xb)))

@@ -1,0 +1,51 @@
+import copy
+
+import pytest
+import torch
+
+from unlearn.config import RemainOptionalConfig, TrainConfig
+from unlearn.data import load_dataset
+from unlearn.models import create_model
+from unlearn.training import to_float, train_
+from unlearn.unlearning import ForgetTask
+from unlearn.unlearning.class_baselines import boundary_expanding, scrub
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = load_dataset("digits")
+    images, labels = data.images[:600], data.labels[:600]
+    model = create_model("small_cnn", in_channels=1, num_classes=10, mean=[0.3], std=[0.3], seed=0, width=8)
+    train_(model, images, labels, TrainConfig(epochs=6, batch_size=32), generator=torch.Generator().manual_seed(0))
+    task = ForgetTask(images, labels, torch.nonzero(labels == 3).squeeze(1), torch.nonzero(labels != 3).squeeze(1), 10)
+    return model.eval(), task
+
+
+def _accuracies(model, task):
+    with torch.no_grad():
+        model.eval()
+        acc = {}
+        for split in ("forget", "remain"):
+            x, y = task.split(split)
+            acc[split] = (model(x).argmax(1) == y).float().mean().item()
+    return acc
+
+
+def test_boundary_expanding_forgets_the_class_and_keeps_the_head_shape(setup):
+    original, task = setup
+    model = copy.deepcopy(original)
+    cfg = RemainOptionalConfig(epochs=3, batch_size=64, lr=0.01)
+    boundary_expanding(model, task, cfg, torch.Generator().manual_seed(0))
+    assert [tuple(v.shape) for v in model.state_dict().values()] == \
+        [tuple(v.shape) for v in original.state_dict().values()]
+    acc = _accuracies(model, task)
+    assert acc["forget"] < 0.1 and acc["remain"] > 0.9
+
+
+def test_scrub_lowers_forget_accuracy_and_keeps_remain(setup):
+    original, task = setup
+    model = copy.deepcopy(original)
+    scrub(model, task, TrainConfig(epochs=5, batch_size=16, lr=0.05), torch.Generator().manual_seed(0), max_epochs=4)
+    acc = _accuracies(model, task)
+    assert acc["forget"] < _accuracies(original, task)["forget"] - 0.3 and acc["remain"] > 0.85
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
