@@ -79,9 +79,9 @@ def load_references(samples: int) -> tuple[np.ndarray, "torch.Tensor"]:  # noqa:
     """The keep matrix (K, N) and the reference logits (K, N, C), checked against each other."""
     import torch
 
-    keep = np.load(KEEP, allow_pickle=False) if KEEP.exists() else None
-    if keep is None:
+    if not KEEP.exists():
         raise DataError(f"{KEEP}: file not found; run `dvc repro references`")
+    keep = np.load(KEEP, allow_pickle=False)
     logits = torch.stack([load_tensors(logits_path(k))["logits"] for k in range(len(keep))])
     if keep.dtype != bool or keep.shape != (len(logits), samples) or logits.shape[1] != samples:
         raise DataError(f"{REFERENCES}: keep {keep.shape} and logits {tuple(logits.shape)} do not match the "

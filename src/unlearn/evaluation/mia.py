@@ -31,7 +31,7 @@ def true_class_probability(logits: torch.Tensor, labels: torch.Tensor, *, kind: 
     the RMIA code's CIFAR-10 setting that AMUN uses).
     """
     logits = logits.double()
-    index = labels.view(*([1] * (logits.dim() - 2)), -1, 1).expand(*logits.shape[:-1], 1)
+    index = _true_index(logits, labels)
     if kind == "softmax":
         return torch.softmax(logits, dim=-1).gather(-1, index).squeeze(-1).numpy()
     if kind != "taylor_soft_margin":
@@ -40,6 +40,11 @@ def true_class_probability(logits: torch.Tensor, labels: torch.Tensor, *, kind: 
     true = _taylor(scaled.gather(-1, index).squeeze(-1) - margin, order)
     others = _taylor(scaled, order).sum(-1) - _taylor(scaled.gather(-1, index).squeeze(-1), order)
     return (true / (true + others)).numpy()
+
+
+def _true_index(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Index (..., N, 1) of each sample's true class, for ``gather`` on logits (..., N, C)."""
+    return labels.view(*([1] * (logits.dim() - 2)), -1, 1).expand(*logits.shape[:-1], 1)
 
 
 def _taylor(x: torch.Tensor, order: int) -> torch.Tensor:
@@ -60,7 +65,7 @@ def _taylor(x: torch.Tensor, order: int) -> torch.Tensor:
 def scaled_logit(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     """LiRA's phi = log(p_y / (1 - p_y)) = z_y - logsumexp_{j != y} z_j, shape (..., N), float64."""
     logits = logits.double()
-    index = labels.view(*([1] * (logits.dim() - 2)), -1, 1).expand(*logits.shape[:-1], 1)
+    index = _true_index(logits, labels)
     true = logits.gather(-1, index).squeeze(-1)
     others = logits.scatter(-1, index, -math.inf).logsumexp(-1)
     return (true - others).numpy()

@@ -17,7 +17,9 @@ import torch
 
 def true_label_confidence(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     """softmax(logits)[i, labels[i]] as a float64 array (N,)."""
-    return torch.softmax(logits.double(), dim=1).gather(1, labels.view(-1, 1)).squeeze(1).numpy()
+    from unlearn.evaluation.mia import true_class_probability
+
+    return true_class_probability(logits, labels)
 
 
 def mia_svc(remain: np.ndarray, test: np.ndarray, forget: np.ndarray, *, seed: int = 0) -> float:

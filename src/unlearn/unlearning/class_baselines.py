@@ -72,9 +72,16 @@ def scrub(model: nn.Module, task, cfg, generator: torch.Generator, *, max_epochs
             target = F.softmax(teacher(x) / temperature, dim=1)
         return F.kl_div(F.log_softmax(logits / temperature, dim=1), target, reduction="batchmean")
 
-    def one_pass(x: torch.Tensor, loss_fn) -> None:
-        for idx in torch.randperm(len(x), generator=generator).split(cfg.batch_size):
-            loss = loss_fn(x[idx], idx)
+    def max_loss(idx: torch.Tensor) -> torch.Tensor:
+        return -divergence(xf[idx], model(xf[idx]))
+
+    def min_loss(idx: torch.Tensor) -> torch.Tensor:
+        logits = model(xr[idx])
+        return F.cross_entropy(logits, yr[idx]) + alpha * divergence(xr[idx], logits)
+
+    def one_pass(size: int, loss_fn) -> None:
+        for idx in torch.randperm(size, generator=generator).split(cfg.batch_size):
+            loss = loss_fn(idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -82,6 +89,5 @@ def scrub(model: nn.Module, task, cfg, generator: torch.Generator, *, max_epochs
     with train_mode(model):
         for epoch in range(1, cfg.epochs + 1):
             if epoch <= max_epochs:
-                one_pass(xf, lambda xb, idx: -divergence(xb, model(xb)))
-            one_pass(xr, lambda xb, idx: (lambda logits: F.cross_entropy(logits, yr[idx])
-                                          + alpha * divergence(xb, logits))(model(xb)))
+                one_pass(len(xf), max_loss)
+            one_pass(len(xr), min_loss)

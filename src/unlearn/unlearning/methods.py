@@ -123,12 +123,9 @@ def _amun(model, task, cfg, generator, use_remain: bool, callbacks=()) -> None:
     if adversarial is None:
         raise ValueError("AMUN needs the adversarial set of the forget set (task.adversarial)")
     xf, yf = task.split("forget")
-    x = torch.cat([xf, adversarial.images])
-    y = torch.cat([yf, adversarial.labels])
+    x, y = _with_remain(task, torch.cat([xf, adversarial.images]), torch.cat([yf, adversarial.labels]), use_remain)
     no_augment = torch.zeros(len(x), dtype=torch.bool)
-    no_augment[len(xf):] = True
-    x, y = _with_remain(task, x, y, use_remain)
-    no_augment = torch.cat([no_augment, torch.zeros(len(x) - len(no_augment), dtype=torch.bool)])
+    no_augment[len(xf):len(xf) + len(adversarial.images)] = True  # D_A rows
     train_(model, x, y, cfg, generator=generator, no_augment=no_augment, callbacks=list(callbacks))
 
 
