@@ -20,7 +20,7 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
     params = load_params(params_file)
     sections = {}
     for section in (*stage.sections, *stage.untracked):  # e.g. "unlearn.${key}" -> params.unlearn.<item>
-        key = section.replace("${key}", items[0] if items else "")
+        key = section.replace("${key}", items[0] if items else "").replace("${item}", items[0] if items else "")
         sections[key] = _dump(_section(params, key, name))
     # DVC names the stage it runs in DVC_STAGE (e.g. "evaluate@original"); the flow does too
     addressing = os.environ.get("DVC_STAGE") or " ".join([name, *items])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from pipeline.class_track import evaluate_class, retrain_class, unlearn_class
 from pipeline.references import references
 from pipeline.tracking import TrackedRun
 from unlearn.config import Params
@@ -559,4 +560,7 @@ STAGES: dict[str, Stage] = {
     "references": Stage(references, ("seed", "model", "train", "lipschitz", "references"), ("execution",)),
     "evaluate": Stage(evaluate, ("seed", "model", "evaluate", "mia")),
     "report": Stage(report, ()),
+    "retrain_class": Stage(retrain_class, ("seed", "model", "train", "lipschitz", "class_track"), ("execution",)),
+    "unlearn_class": Stage(unlearn_class, ("seed", "model", "class_track.forget_class", "unlearn_class.${item}")),
+    "evaluate_class": Stage(evaluate_class, ("seed", "model", "evaluate", "mia", "class_track", "mia_nn")),
 }

@@ -18,8 +18,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 METHODS = ("amun", "amun_no_remain", "amun_salun", "ft", "rl", "ga", "l1_sparse", "salun", "bs")
 MODELS = ("original", "retrain", *METHODS)
+CLASS_METHODS = ("trw", "ft", "rl", "ga", "bs", "be", "salun", "scrub")
 ALL_STAGES = {"prepare", "train", "retrain", "transfer", "adversarial", "references", "report",
-              *(f"unlearn@{m}" for m in METHODS), *(f"evaluate@{m}" for m in MODELS)}
+              *(f"unlearn@{m}" for m in METHODS), *(f"evaluate@{m}" for m in MODELS),
+              "retrain_class", *(f"unlearn_class@{m}" for m in CLASS_METHODS), "evaluate_class"}
 
 TINY_PARAMS = {
     "train": {"epochs": 2, "batch_size": 128, "lr": 0.05},
@@ -29,6 +31,8 @@ TINY_PARAMS = {
     "adversarial": {"steps": 10},
     "references": {"K": 4, "epochs": 1},
     "unlearn": {method: {"epochs": 2} for method in METHODS},
+    "class_track": {"retrain_seeds": 2},
+    "unlearn_class": {method: {"epochs": 1} for method in CLASS_METHODS},
     "flow": {"concurrency": 2, "retries": 0},
 }
 

@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from unlearn.errors import ConfigError
 
 DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion_mnist")
+DATASET_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "mnist": 10, "fashion_mnist": 10}
 # The names registered in unlearn.models (a test keeps the two equal). Listed here so
 # that validating params.yaml does not import torch (about 2 s) in stages that need none.
 MODEL_NAMES = ("resnet18", "small_cnn")
@@ -255,6 +256,66 @@ class UnlearnConfig(_Section):
     bs: BoundaryShrinkConfig = Field(default_factory=BoundaryShrinkConfig)
 
 
+class TrwConfig(RemainOptionalConfig):
+    """TRW (:mod:`unlearn.unlearning.trw`): ``beta`` tilts the renormalised output towards
+    the classes most similar to the forgotten one (0: plain renormalisation); the
+    similarity is a softmax at ``temperature`` of cosine similarities of the head's weight
+    rows after PCA onto ``pca_dim`` components (null: no projection)."""
+
+    epochs: PositiveInt = 5
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    beta: NonNegFloat = 10.0
+    pca_dim: Optional[PositiveInt] = None
+    temperature: PositiveFloat = 0.1
+
+
+class ScrubConfig(FinetuneConfig):
+    """SCRUB: ``max_epochs`` of the ``epochs`` also run the forget-set "max" pass; the remain
+    loss is CE + ``alpha`` * KL to the original model at ``kd_temperature``."""
+
+    epochs: PositiveInt = 8
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 0.05
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    max_epochs: NonNegInt = 5
+    alpha: NonNegFloat = 1.0
+    kd_temperature: PositiveFloat = 2.0
+
+
+class UnlearnClassConfig(_Section):
+    """One section per class-unlearning method (stage ``unlearn_class@<method>``), each a
+    fine-tuning recipe from the original model (the keys of ``train``)."""
+
+    trw: TrwConfig = Field(default_factory=TrwConfig)
+    ft: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    rl: RemainOptionalConfig = Field(default_factory=RemainOptionalConfig)
+    ga: GradientAscentConfig = Field(default_factory=GradientAscentConfig)
+    bs: BoundaryShrinkConfig = Field(default_factory=BoundaryShrinkConfig)
+    be: RemainOptionalConfig = Field(default_factory=RemainOptionalConfig)
+    salun: SalUnConfig = Field(default_factory=SalUnConfig)
+    scrub: ScrubConfig = Field(default_factory=ScrubConfig)
+
+
+class ClassTrackConfig(_Section):
+    """The class track: forget every training sample of ``forget_class`` (independently of
+    ``data.forget``, which defines the random track); ``retrain_seeds`` models are retrained
+    without it (the gold standard, and the reference of MIA-NN and the TV distance)."""
+
+    forget_class: NonNegInt = 1
+    retrain_seeds: Annotated[int, _interval(2, None)] = 3
+
+
+class MiaNnConfig(_Section):
+    """MIA-NN (:mod:`unlearn.evaluation.mia_nn`): the SVM's input per sample is the model's
+    probabilities on the forget class's ``neighbours`` nearest classes (``features:
+    neighbours``) or its whole probability vector sorted (``sorted``); AUC by ``folds``-fold
+    cross-validation."""
+
+    features: Literal["neighbours", "sorted"] = "neighbours"
+    neighbours: PositiveInt = 3
+    folds: Annotated[int, _interval(2, None)] = 5
+
+
 class ReferencesConfig(_Section):
     """The reference models of RMIA and LiRA (stage ``references``): ``K`` models with the
     target's recipe (``epochs: null`` = ``train.epochs``), each on a random half of all samples."""
@@ -318,6 +379,9 @@ class Params(_Section):
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
     unlearn: UnlearnConfig = Field(default_factory=UnlearnConfig)
+    class_track: ClassTrackConfig = Field(default_factory=ClassTrackConfig)
+    unlearn_class: UnlearnClassConfig = Field(default_factory=UnlearnClassConfig)
+    mia_nn: MiaNnConfig = Field(default_factory=MiaNnConfig)
     references: ReferencesConfig = Field(default_factory=ReferencesConfig)
     mia: MiaConfig = Field(default_factory=MiaConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
@@ -331,6 +395,13 @@ class Params(_Section):
             # not a ValueError: pydantic would wrap it; ConfigError passes through as is
             raise ConfigError("params.yaml: lipschitz.bn = remove: needs model.batch_norm: false "
                               "(or bn: ignore | composite)")
+        classes = DATASET_CLASSES[self.data.dataset]
+        if self.data.path is None and self.class_track.forget_class >= classes:
+            raise ConfigError(f"params.yaml: class_track.forget_class = {self.class_track.forget_class}: "
+                              f"{self.data.dataset} has classes 0..{classes - 1}")
+        if self.mia_nn.neighbours > classes - 1:
+            raise ConfigError(f"params.yaml: mia_nn.neighbours = {self.mia_nn.neighbours}: must be at most "
+                              f"{classes - 1} (the classes of {self.data.dataset} other than the forgotten one)")
         in_per_sample = self.references.K // 2
         if self.mia.online and (in_per_sample < 1 or self.references.K - in_per_sample < 1):
             raise ConfigError(f"params.yaml: references.K = {self.references.K}: online attacks need an IN and an "

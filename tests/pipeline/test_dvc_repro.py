@@ -6,9 +6,10 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ALL_STAGES, MODELS, mlflow_runs, write_params
+from tests.conftest import ALL_STAGES, CLASS_METHODS, MODELS, mlflow_runs, write_params
 
 pytestmark = pytest.mark.slow
+CLASS_KEYS = {"forget_acc", "retain_acc", "test_acc", "mia_nn", "mia_nn_gap", "tv_to_retrain", "avg_gap", "runtime_s"}
 METHOD_KEYS = {"forget_acc", "retain_acc", "test_acc", "mia_svc", "avg_gap", "runtime_s", "runtime_vs_retrain",
                "mia_rmia_auc", "mia_lira_auc", "mia_rmia_tpr_at_1fpr", "mia_loss_auc", "avg_gap_svc"}
 
@@ -48,22 +49,35 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     for name in ("original", "retrain"):  # FastClip at target 2.0 (tiny params), conv layers alone (bn: ignore)
         rows = (project / "plots" / "lipschitz" / f"{name}.csv").read_text().splitlines()[1:]
         assert len(rows) == 4 and all(float(row.split(",")[1]) <= 2.04 for row in rows)
+    for name in ("original", "retrain", *CLASS_METHODS):
+        metrics = json.loads((project / "metrics" / "class" / f"{name}.json").read_text())
+        assert CLASS_KEYS <= set(metrics), name
+        assert all(0 <= metrics[k] <= 100 for k in ("forget_acc", "retain_acc", "test_acc", "mia_nn"))
+        assert 0 <= metrics["tv_to_retrain"] <= 1 and metrics["runtime_s"] > 0
+    retrained = json.loads((project / "metrics" / "class" / "retrain.json").read_text())
+    assert retrained["forget_acc"] == 0 and retrained["seeds"] == 2 and retrained["avg_gap"] == 0
+    class_report = (project / "reports" / "class_results.md").read_text()
+    assert all(f"| {m} |" in class_report for m in ("retrain", "original", *CLASS_METHODS))
+    assert "data:image/png;base64," in (project / "reports" / "class.html").read_text()
     runs = mlflow_runs(project)
     assert all(r.info.status == "FINISHED" for r in runs)
-    jobs = [r for r in runs if r.data.tags.get("unlearn.job") == "references"]
+    assert sorted(r.data.tags["seed_index"] for r in runs if r.data.tags.get("unlearn.job") == "retrain_class") == ["0", "1"]
+    jobs = [r for r in runs if r.data.tags.get("unlearn.job")]
     runs = [r for r in runs if "dvc.stage" in r.data.tags]
     assert sorted(r.data.tags["dvc.stage"] for r in runs) == sorted(ALL_STAGES)
     references_run = next(r for r in runs if r.data.tags["dvc.stage"] == "references")
-    assert sorted(r.data.tags["reference"] for r in jobs) == ["0", "1", "2", "3"]
-    assert all(r.data.tags["mlflow.parentRunId"] == references_run.info.run_id for r in jobs)
+    assert sorted(r.data.tags["reference"] for r in jobs if "reference" in r.data.tags) == ["0", "1", "2", "3"]
+    assert all(r.data.tags["mlflow.parentRunId"] == references_run.info.run_id for r in jobs if "reference" in r.data.tags)
 
     assert repro(project) == set()
     assert len(mlflow_runs(project)) == len(ALL_STAGES) + len(jobs)
 
     write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
     assert repro(project) == {"unlearn@ft", "evaluate@ft", "report"}
+    write_params(project, {"unlearn_class": {"trw": {"beta": 0.0}}})
+    assert repro(project) == {"unlearn_class@trw", "evaluate_class"}
     runs = [r for r in mlflow_runs(project) if "dvc.stage" in r.data.tags]
-    assert len(runs) == len(ALL_STAGES) + 3
+    assert len(runs) == len(ALL_STAGES) + 5
 
     import mlflow
 

@@ -53,6 +53,14 @@ def test_unknown_method_is_refused_before_any_work(project):
     assert not (project.parent / "mlflow.db").exists() and not (project / "data" / "models").exists()
 
 
+def test_unlearn_class_refuses_a_random_track_method_before_any_work(project):
+    done = run_stage(project, "unlearn_class", "amun")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: unlearn_class: unknown item 'amun': params.yaml has no section "
+                                   "unlearn_class.amun; known: trw, ft, rl, ga, bs, be, salun, scrub")
+    assert not (project / "data" / "models").exists()
+
+
 def test_unlearn_refuses_a_forget_set_overlapping_test_and_a_capped_adversarial_set(project):
     import numpy as np
     import torch

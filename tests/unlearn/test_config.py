@@ -95,6 +95,15 @@ def test_model_names_match_the_registry():
     ({"unlearn": {"salun": {"mask_fraction": 1.0}}}, "params.yaml: unlearn.salun.mask_fraction = 1.0: must be in (0, 1)"),
     ({"adversarial": {"eps_init": 0}}, "params.yaml: adversarial.eps_init = 0: must be > 0"),
     ({"execution": {"workers": 0}}, "params.yaml: execution.workers = 0: must be >= 1"),
+    ({"class_track": {"forget_class": 10}}, "params.yaml: class_track.forget_class = 10: digits has classes 0..9"),
+    ({"class_track": {"forget_class": -1}}, "params.yaml: class_track.forget_class = -1: must be >= 0"),
+    ({"class_track": {"retrain_seeds": 1}}, "params.yaml: class_track.retrain_seeds = 1: must be >= 2"),
+    ({"unlearn_class": {"trw": {"beta": -1.0}}}, "params.yaml: unlearn_class.trw.beta = -1.0: must be >= 0"),
+    ({"unlearn_class": {"amun": {}}}, "params.yaml: unlearn_class.amun: unknown key; did you mean 'salun'? allowed: trw, ft, rl, ga, bs, be, "
+                                      "salun, scrub"),
+    ({"mia_nn": {"neighbours": 10}}, "params.yaml: mia_nn.neighbours = 10: must be at most 9 (the classes of digits "
+                                     "other than the forgotten one)"),
+    ({"mia_nn": {"features": "raw"}}, "params.yaml: mia_nn.features = raw: must be one of: 'neighbours' or 'sorted'"),
 ])
 def test_bad_attack_and_unlearning_settings(raw, expected):
     assert error_for(raw) == expected

@@ -91,3 +91,24 @@ def check_splits(splits: Splits, n: int) -> None:
         raise DataError("splits: forget and remain do not cover train")
     if len(splits.forget) == 0 or len(splits.remain) == 0 or len(splits.test) == 0:
         raise DataError("splits: forget, remain and test must all be non-empty")
+
+
+def class_splits(labels: np.ndarray, train: np.ndarray, test: np.ndarray, forget_class: int) -> dict[str, np.ndarray]:
+    """The class track's splits of an existing train / test split: ``forget`` (train samples
+    of ``forget_class``), ``remain`` (the other train samples), ``test`` (test samples of the
+    other classes) and ``forget_test`` (test samples of ``forget_class``, never trained on)."""
+    labels = np.asarray(labels)
+    present = np.unique(labels)
+    if forget_class not in present:
+        raise ConfigError(f"params.yaml: class_track.forget_class = {forget_class}: the dataset has no such class "
+                          f"(labels are {present.min()}..{present.max()})")
+    if len(present) < 2:
+        raise ConfigError(f"params.yaml: class_track.forget_class = {forget_class}: it is the dataset's only class; "
+                          f"forgetting every class leaves nothing to remain")
+    in_train, in_test = labels[train] == forget_class, labels[test] == forget_class
+    parts = {"forget": train[in_train], "remain": train[~in_train], "test": test[~in_test],
+             "forget_test": test[in_test]}
+    empty = [name for name, idx in parts.items() if not len(idx)]
+    if empty:
+        raise DataError(f"class {forget_class}: the class split {empty[0]!r} is empty")
+    return {name: idx.astype(np.int64) for name, idx in parts.items()}

@@ -9,6 +9,7 @@ import numpy as np
 ACCURACY_KEYS = ("forget_acc", "retain_acc", "test_acc")
 METRIC_KEYS = (*ACCURACY_KEYS, "mia_rmia_auc")  # the thesis's Avg Gap: RMIA's forget-vs-test AUC
 SVC_KEYS = (*ACCURACY_KEYS, "mia_svc")  # SalUn's: MIA-efficacy
+CLASS_KEYS = (*ACCURACY_KEYS, "mia_nn")  # the class track's: MIA-NN's forget-class train-vs-test AUC
 
 
 def avg_gap(metrics: Mapping[str, float], reference: Mapping[str, float], keys=METRIC_KEYS) -> float:

@@ -1,11 +1,15 @@
-"""Unlearning methods for a random forget set: AMUN and the baselines it is compared with.
+"""Unlearning methods, one registry for both tracks: a random forget set (AMUN and the
+baselines it is compared with) and one whole class (TRW, boundary expanding, SCRUB and
+the baselines that serve both; ``Method.tracks`` says which).
 
 ``METHODS.get(name)`` returns a :class:`Method`; ``method.run(model, task, cfg, generator)``
 unlearns ``task.forget`` from ``model`` in place with the settings ``cfg`` of
-``params.yaml``'s ``unlearn.<name>`` section.
+``params.yaml``'s ``unlearn.<name>`` (random track) or ``unlearn_class.<name>`` section.
 """
 
+from unlearn.unlearning import class_baselines as _class_baselines  # noqa: F401  (registers be, scrub)
 from unlearn.unlearning import methods as _methods  # noqa: F401  (registers the methods)
+from unlearn.unlearning import trw as _trw  # noqa: F401  (registers trw)
 from unlearn.unlearning.base import METHODS, ForgetTask, Method
 from unlearn.unlearning.salun import FreezeOutsideMask, saliency_mask
 

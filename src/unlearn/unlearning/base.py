@@ -44,11 +44,14 @@ class Method:
 
     ``needs_adversarial``: the method reads ``task.adversarial`` (the pipeline then
     builds D_A first). ``remain_access(cfg)``: whether it reads the remain set.
+    ``tracks``: the kinds of forget set it is meant for, ``random`` (samples) and / or
+    ``class`` (every training sample of one class).
     """
 
     run: Callable[[nn.Module, ForgetTask, object, torch.Generator], None]
     needs_adversarial: bool = False
     always_remain: bool | None = None  # True / False when fixed by the method; None: cfg.use_remain
+    tracks: tuple[str, ...] = ("random", "class")
 
     def remain_access(self, cfg) -> bool:
         return self.always_remain if self.always_remain is not None else cfg.use_remain
@@ -57,11 +60,12 @@ class Method:
 METHODS: Registry[Method] = Registry("unlearning method")
 
 
-def register(name: str, *, needs_adversarial: bool = False, always_remain: bool | None = None):
+def register(name: str, *, needs_adversarial: bool = False, always_remain: bool | None = None,
+             tracks: tuple[str, ...] = ("random", "class")):
     """Decorator: register ``run`` as method ``name``."""
 
     def decorator(run):
-        METHODS.register(name)(Method(run, needs_adversarial, always_remain))
+        METHODS.register(name)(Method(run, needs_adversarial, always_remain, tracks))
         return run
 
     return decorator

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from unlearn.training import make_optimizer, train_, train_mode
+from unlearn.unlearning.base import register
 from unlearn.unlearning.trw import final_linear
 
 
@@ -22,6 +23,7 @@ def _replace(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
     raise ValueError("module not found in the model")
 
 
+@register("be", tracks=("class",))
 def boundary_expanding(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     """Boundary expanding (Chen et al., CVPR 2023): the classifier gets one extra "shadow"
     output, every forget sample is labelled with it and the model is fine-tuned on them
@@ -53,13 +55,14 @@ def boundary_expanding(model: nn.Module, task, cfg, generator: torch.Generator) 
     _replace(model, expanded, pruned)
 
 
-def scrub(model: nn.Module, task, cfg, generator: torch.Generator, *, max_epochs: int = 2, alpha: float = 1.0,
-          temperature: float = 4.0) -> None:
+@register("scrub", always_remain=True, tracks=("class",))
+def scrub(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     """SCRUB (Kurmanji et al., NeurIPS 2023): the original model is a frozen teacher; the
     model (student) alternates a "max" pass over the forget set, raising
-    KL(teacher || student), during the first ``max_epochs`` of ``cfg.epochs``, and a "min"
-    pass over the remain set minimising CE + ``alpha`` * KL(teacher || student); KL at
-    ``temperature``. SGD with ``cfg``'s learning rate, momentum and weight decay (constant rate).
+    KL(teacher || student), during the first ``cfg.max_epochs`` of ``cfg.epochs``, and a
+    "min" pass over the remain set minimising CE + ``cfg.alpha`` * KL(teacher || student);
+    KL at ``cfg.kd_temperature``. SGD with ``cfg``'s learning rate, momentum and weight
+    decay (constant rate).
     The first max step has zero gradient (the student starts as the teacher); it is the
     min passes that move the student off it, so SCRUB needs several epochs."""
     teacher = copy.deepcopy(model).eval()
@@ -69,15 +72,15 @@ def scrub(model: nn.Module, task, cfg, generator: torch.Generator, *, max_epochs
 
     def divergence(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            target = F.softmax(teacher(x) / temperature, dim=1)
-        return F.kl_div(F.log_softmax(logits / temperature, dim=1), target, reduction="batchmean")
+            target = F.softmax(teacher(x) / cfg.kd_temperature, dim=1)
+        return F.kl_div(F.log_softmax(logits / cfg.kd_temperature, dim=1), target, reduction="batchmean")
 
     def max_loss(idx: torch.Tensor) -> torch.Tensor:
         return -divergence(xf[idx], model(xf[idx]))
 
     def min_loss(idx: torch.Tensor) -> torch.Tensor:
         logits = model(xr[idx])
-        return F.cross_entropy(logits, yr[idx]) + alpha * divergence(xr[idx], logits)
+        return F.cross_entropy(logits, yr[idx]) + cfg.alpha * divergence(xr[idx], logits)
 
     def one_pass(size: int, loss_fn) -> None:
         for idx in torch.randperm(size, generator=generator).split(cfg.batch_size):
@@ -88,6 +91,6 @@ def scrub(model: nn.Module, task, cfg, generator: torch.Generator, *, max_epochs
 
     with train_mode(model):
         for epoch in range(1, cfg.epochs + 1):
-            if epoch <= max_epochs:
+            if epoch <= cfg.max_epochs:
                 one_pass(len(xf), max_loss)
             one_pass(len(xr), min_loss)

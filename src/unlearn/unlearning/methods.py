@@ -74,7 +74,7 @@ def gradient_ascent(model: nn.Module, task: ForgetTask, cfg, generator: torch.Ge
     train_(model, x, y, cfg, generator=generator, sample_weights=weights)
 
 
-@register("l1_sparse", always_remain=True)
+@register("l1_sparse", always_remain=True, tracks=("random",))
 def l1_sparse(model: nn.Module, task: ForgetTask, cfg, generator: torch.Generator) -> None:
     """l1-sparse (Jia et al., NeurIPS 2023): FT plus ``alpha_t * ||theta||_1`` with
     ``alpha_t = alpha * (1 - (t - 1) / epochs)`` in epoch t = 1..epochs (the linear decay
@@ -129,7 +129,7 @@ def _amun(model, task, cfg, generator, use_remain: bool, callbacks=()) -> None:
     train_(model, x, y, cfg, generator=generator, no_augment=no_augment, callbacks=list(callbacks))
 
 
-@register("amun", needs_adversarial=True, always_remain=True)
+@register("amun", needs_adversarial=True, always_remain=True, tracks=("random",))
 def amun(model: nn.Module, task: ForgetTask, cfg, generator: torch.Generator) -> None:
     """AMUN (Ebrahimpour-Boroojeny et al., ICML 2025): fine-tune on D_R u D_F u D_A, i.e. the
     forget samples with their true labels, their adversarial examples labelled with the
@@ -138,13 +138,13 @@ def amun(model: nn.Module, task: ForgetTask, cfg, generator: torch.Generator) ->
     _amun(model, task, cfg, generator, use_remain=True)
 
 
-@register("amun_no_remain", needs_adversarial=True, always_remain=False)
+@register("amun_no_remain", needs_adversarial=True, always_remain=False, tracks=("random",))
 def amun_no_remain(model: nn.Module, task: ForgetTask, cfg, generator: torch.Generator) -> None:
     """AMUN without remain access: fine-tune on D_F u D_A only."""
     _amun(model, task, cfg, generator, use_remain=False)
 
 
-@register("amun_salun", needs_adversarial=True)
+@register("amun_salun", needs_adversarial=True, tracks=("random",))
 def amun_salun(model: nn.Module, task: ForgetTask, cfg, generator: torch.Generator) -> None:
     """AMUN restricted to SalUn's ``mask_fraction`` most salient weights (AMUN, App. D)."""
     mask = saliency_mask(model, *task.split("forget"), cfg.mask_fraction)

@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from unlearn.unlearning.base import register
+
 
 def final_linear(model: nn.Module) -> nn.Linear:
     """The model's last ``nn.Linear`` (its classifier head)."""
@@ -57,15 +59,20 @@ def class_similarity(weight: torch.Tensor, forget_class: int, *, pca_dim: int | 
 
 def trw_targets(probs: torch.Tensor, forget_class: int, similarity: torch.Tensor, beta: float = 10.0) -> torch.Tensor:
     """q (N, C) from the original model's softmax ``probs`` (N, C): f removed, the rest
-    renormalised and tilted by ``exp(beta * similarity)``; rows sum to 1 and ``q[:, f] = 0``."""
-    probs = probs.double()
-    base = probs.clone()
+    renormalised and tilted by ``exp(beta * similarity)``; rows sum to 1 and ``q[:, f] = 0``.
+
+    Where the model gives all its probability to f (``p_f = 1`` in floating point), p~ is
+    undefined; such rows take p~ uniform over the other classes, so q is the tilt alone."""
+    if beta < 0:
+        raise ValueError(f"TRW's beta must be >= 0, got {beta}")
+    base = probs.double().clone()
     base[:, forget_class] = 0.0
-    tilted = base * torch.exp(beta * similarity.double()).unsqueeze(0)
-    total = tilted.sum(1, keepdim=True)
-    if (total <= 0).any():
-        raise ValueError("the original model gives all its probability to the forget class on some input")
-    return (tilted / total).float()
+    empty = base.sum(1) <= 0
+    base[empty] = 1.0
+    base[empty, forget_class] = 0.0
+    weight = beta * similarity.double()
+    tilted = base * torch.exp(weight - weight.max()).unsqueeze(0)  # shifted: no overflow for large beta
+    return (tilted / tilted.sum(1, keepdim=True)).float()
 
 
 def forget_class_of(task) -> int:
@@ -76,20 +83,24 @@ def forget_class_of(task) -> int:
     return int(classes[0])
 
 
-def trw_unlearn(model: nn.Module, task, cfg, generator: torch.Generator, *, beta: float = 10.0,
-                pca_dim: int | None = None, temperature: float = 0.1) -> None:
+@register("trw", tracks=("class",))
+def trw_unlearn(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     """Fine-tune ``model`` in place: forget-class inputs towards their TRW targets (soft
-    cross-entropy, i.e. KL(q || p_theta) up to a constant), remain samples towards their
-    labels (cross-entropy), in shuffled batches with the SGD recipe ``cfg``. The targets
-    come from the model as it is before fine-tuning (the original model)."""
+    cross-entropy, i.e. KL(q || p_theta) up to a constant) and, when ``cfg.use_remain``,
+    remain samples towards their labels (cross-entropy), in shuffled batches with the SGD
+    recipe ``cfg``. The targets come from the model as it is before fine-tuning (the
+    original model), with ``cfg.beta``, ``cfg.pca_dim`` and ``cfg.temperature``."""
     from unlearn.training import train_, train_mode
 
     forget_class = forget_class_of(task)
     xf, yf = task.split("forget")
-    xr, yr = task.split("remain")
     with torch.no_grad(), train_mode(model, False):
         probs = torch.cat([torch.softmax(model(chunk), dim=1) for chunk in xf.split(512)])
-    similarity = class_similarity(final_linear(model).weight, forget_class, pca_dim=pca_dim, temperature=temperature)
-    soft = torch.cat([trw_targets(probs, forget_class, similarity, beta),
-                      nn.functional.one_hot(yr, task.num_classes).float()])
-    train_(model, torch.cat([xf, xr]), torch.cat([yf, yr]), cfg, generator=generator, soft_labels=soft)
+    similarity = class_similarity(final_linear(model).weight, forget_class, pca_dim=cfg.pca_dim,
+                                  temperature=cfg.temperature)
+    x, y, soft = xf, yf, trw_targets(probs, forget_class, similarity, cfg.beta)
+    if cfg.use_remain:
+        xr, yr = task.split("remain")
+        x, y = torch.cat([xf, xr]), torch.cat([yf, yr])
+        soft = torch.cat([soft, nn.functional.one_hot(yr, task.num_classes).float()])
+    train_(model, x, y, cfg, generator=generator, soft_labels=soft)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from unlearn.config import ForgetConfig
-from unlearn.data import Splits, check_splits, make_splits
+from unlearn.data import Splits, check_splits, class_splits, make_splits
 from unlearn.errors import ConfigError, DataError
 
 LABELS = np.repeat(np.arange(10), 50)  # 500 samples, 50 per class
@@ -68,3 +68,20 @@ def test_check_splits_detects_overlap():
         check_splits(bad, len(LABELS))
     with pytest.raises(DataError, match="out of range"):
         check_splits(Splits(good.train, good.test + 1000, good.forget, good.remain), len(LABELS))
+
+
+def test_class_track_splits_take_one_class_out_of_train_and_test():
+    s = make_splits(LABELS, seed=0, forget=random_forget(fraction=0.1))
+    parts = class_splits(LABELS, s.train, s.test, 3)
+    assert (LABELS[parts["forget"]] == 3).all() and (LABELS[parts["forget_test"]] == 3).all()
+    assert not (LABELS[parts["remain"]] == 3).any() and not (LABELS[parts["test"]] == 3).any()
+    assert sorted(np.concatenate([parts["forget"], parts["remain"]])) == sorted(s.train)
+    assert sorted(np.concatenate([parts["test"], parts["forget_test"]])) == sorted(s.test)
+
+
+def test_class_track_refuses_a_missing_class_and_forgetting_every_class():
+    train, test = np.arange(400), np.arange(400, 500)
+    with pytest.raises(ConfigError, match=r"class_track.forget_class = 12: the dataset has no such class \(labels are 0..9\)"):
+        class_splits(LABELS, train, test, 12)
+    with pytest.raises(ConfigError, match="forgetting every class leaves nothing to remain"):
+        class_splits(np.zeros(50, dtype=int), np.arange(40), np.arange(40, 50), 0)

@@ -27,6 +27,30 @@ def test_targets_remove_the_forget_class_and_tilt_towards_similar_classes():
     torch.testing.assert_close(tilted[1, 1:], (expected / expected.sum()).float())
 
 
+def test_targets_are_a_distribution_for_every_input_even_when_the_forget_class_takes_everything():
+    generator = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(200, 6, generator=generator) * 5, dim=1)
+    probs[0] = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 0.0])  # p_f = 1 exactly
+    probs[1] = torch.softmax(torch.tensor([0.0, 0.0, 900.0, 0.0, 0.0, 0.0]), dim=0)  # p_f = 1 after rounding
+    similarity = torch.softmax(torch.randn(6, generator=generator), dim=0)
+    similarity[2] = 0
+    for beta in (0.0, 1.0, 10.0, 1e4):  # 1e4: exp(beta * s) alone would overflow
+        q = trw_targets(probs, 2, similarity, beta)
+        assert torch.isfinite(q).all() and (q >= 0).all() and (q[:, 2] == 0).all()
+        torch.testing.assert_close(q.sum(1), torch.ones(200))
+    uniform = trw_targets(probs[:1], 2, similarity, 0.0)  # p~ taken uniform over the other classes
+    torch.testing.assert_close(uniform, torch.tensor([[0.2, 0.2, 0.0, 0.2, 0.2, 0.2]]))
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        trw_targets(probs, 2, similarity, -1.0)
+
+
+def test_larger_beta_moves_more_mass_to_the_most_similar_class():
+    probs = torch.softmax(torch.randn(50, 5, generator=torch.Generator().manual_seed(1)), dim=1)
+    similarity = torch.tensor([0.0, 0.5, 0.3, 0.15, 0.05])
+    masses = [trw_targets(probs, 0, similarity, beta)[:, 1].mean().item() for beta in (0.0, 2.0, 5.0, 10.0, 50.0)]
+    assert masses == sorted(masses) and masses[-1] > 0.99
+
+
 def test_final_linear_is_the_classifier_head():
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     assert final_linear(model) is model[2]
@@ -35,7 +59,7 @@ def test_final_linear_is_the_classifier_head():
 
 
 def test_trw_forgets_the_class_and_sends_it_to_the_most_similar_one():
-    from unlearn.config import TrainConfig
+    from unlearn.config import TrainConfig, TrwConfig
     from unlearn.data import load_dataset
     from unlearn.models import create_model
     from unlearn.training import to_float, train_
@@ -50,7 +74,7 @@ def test_trw_forgets_the_class_and_sends_it_to_the_most_similar_one():
     remain = torch.nonzero(labels != 3).squeeze(1)
     task = ForgetTask(images, labels, forget, remain, 10)
     similarity = class_similarity(final_linear(model).weight, 3)
-    trw_unlearn(model, task, TrainConfig(epochs=3, batch_size=64, lr=0.01), torch.Generator().manual_seed(0))
+    trw_unlearn(model, task, TrwConfig(epochs=3, batch_size=64, lr=0.01), torch.Generator().manual_seed(0))
     with torch.no_grad():
         predicted = model.eval()(to_float(images[forget])).argmax(1)
         remain_acc = (model(to_float(images[remain])).argmax(1) == labels[remain]).float().mean().item()
@@ -58,4 +82,4 @@ def test_trw_forgets_the_class_and_sends_it_to_the_most_similar_one():
     assert remain_acc > 0.9
     assert (predicted == similarity.argmax()).float().mean().item() > 0.5  # most go to the nearest class
     with pytest.raises(ValueError, match="one whole class"):
-        trw_unlearn(model, ForgetTask(images, labels, torch.arange(10), remain, 10), TrainConfig(), torch.Generator())
+        trw_unlearn(model, ForgetTask(images, labels, torch.arange(10), remain, 10), TrwConfig(), torch.Generator())
