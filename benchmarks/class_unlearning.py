@@ -35,8 +35,10 @@ from unlearn.data import class_splits, make_splits
 from unlearn.evaluation import avg_gap, predict
 from unlearn.evaluation.class_track import class_metrics, forget_inputs
 from unlearn.evaluation.gap import CLASS_KEYS
+from unlearn.evaluation.mia_nn import nearest_class
 from unlearn.training import to_float
 from unlearn.unlearning import METHODS, ForgetTask
+from unlearn.unlearning.trw import class_similarity, final_linear
 
 CLASS_TRACK = [name for name in METHODS.names() if "class" in METHODS.get(name).tracks]
 COLUMNS = ("forget_acc", "test_acc", "mia_nn", "mia_nn_gap", "tv_to_retrain", "to_nearest", "avg_gap",
@@ -67,6 +69,9 @@ def one_seed(images, labels, test_start, seed, args, settings, mia_nn) -> dict:
     results = {"retrain": {key: float(np.mean([m[key] for m in per_seed])) for key in per_seed[0]},
                "original": measure(predict(original, images), probs)}
     results["retrain"]["runtime_vs_retrain"] = 1.0
+    trw = settings["trw"]
+    classes = {"nearest": nearest_class(probs, args.forget_class), "head_similar": int(class_similarity(
+        final_linear(original).weight, args.forget_class, pca_dim=trw.pca_dim, temperature=trw.temperature).argmax())}
     task = ForgetTask(images, labels, torch.as_tensor(parts["forget"]), torch.as_tensor(parts["remain"]), num_classes)
     retrain_s = statistics.mean(seconds)
     for name in args.methods:
@@ -78,7 +83,7 @@ def one_seed(images, labels, test_start, seed, args, settings, mia_nn) -> dict:
     for metrics in results.values():
         metrics["mia_nn_gap"] = abs(metrics["mia_nn"] - results["retrain"]["mia_nn"])
         metrics["avg_gap"] = avg_gap(metrics, results["retrain"], CLASS_KEYS)
-    return results
+    return {**results, "classes": classes}
 
 
 def _settings(args) -> dict:
@@ -131,7 +136,9 @@ def main() -> None:
         per_seed.append(one_seed(images, labels, test_start, seed, args, settings, mia_nn))
         if args.json:
             Path(args.json).write_text(json.dumps({"args": vars(args), "seeds": per_seed}, indent=1, default=str))
-        print(f"seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"seed {seed}: {time.perf_counter() - start:.0f} s; retrained models send the class mostly to "
+              f"{per_seed[-1]['classes']['nearest']}, the original's head ranks {per_seed[-1]['classes']['head_similar']} "
+              f"most similar", flush=True)
     print(f"\n{args.dataset}: {len(labels)} images, forget class {args.forget_class}, {args.model}, {args.epochs} "
           f"epochs, {args.retrain_seeds} retrained models per seed, MIA-NN {mia_nn.features} "
           f"(k {mia_nn.neighbours}); {len(per_seed)} seeds\n")

@@ -142,6 +142,8 @@ def evaluate_class(params: Params, run: TrackedRun, *models: str) -> None:
     from unlearn.evaluation import predict
     from unlearn.evaluation.class_track import class_metrics, destinations, forget_inputs
     from unlearn.evaluation.gap import CLASS_KEYS, avg_gap
+    from unlearn.evaluation.mia_nn import nearest_class
+    from unlearn.unlearning.trw import class_similarity, final_linear
     from unlearn.evaluation.roc import roc_metrics
     from unlearn.evaluation.suite import attack_scores
 
@@ -182,10 +184,19 @@ def evaluate_class(params: Params, run: TrackedRun, *models: str) -> None:
         rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
         write_json(CLASS_METRICS / f"{name}.json", rounded)
         run.log_metrics({f"{k}.{name}": float(v) for k, v in metrics.items() if not isinstance(v, bool)})
-    _write_class_report(results, where, data.meta["classes"], params.class_track.forget_class, run)
+    forget_class = params.class_track.forget_class
+    trw = params.unlearn_class.trw
+    original = load_model("original", params, data.meta)
+    landmarks = {"nearest_class": nearest_class(retrained_probs, forget_class),
+                 "head_similar_class": int(class_similarity(final_linear(original).weight, forget_class,
+                                                            pca_dim=trw.pca_dim, temperature=trw.temperature).argmax())}
+    write_json(CLASS_METRICS / "classes.json", landmarks)
+    run.log_metrics(landmarks)
+    _write_class_report(results, where, data.meta["classes"], forget_class, landmarks, run)
 
 
-def _write_class_report(results: dict, where: dict, classes: list, forget_class: int, run: TrackedRun) -> None:
+def _write_class_report(results: dict, where: dict, classes: list, forget_class: int, landmarks: dict,
+                        run: TrackedRun) -> None:
     from pipeline.html_report import png_bytes, render
     from pipeline.stages import PLOTS_DIR, REPORTS_DIR, _csv, _figure, _markdown_table
 
@@ -197,7 +208,10 @@ def _write_class_report(results: dict, where: dict, classes: list, forget_class:
             f"retrained models' mean output on the forgotten class's inputs (0-1; retrain's own value is the "
             f"distance between retrained seeds). to n(f): percent of those inputs predicted as the class the "
             f"retrained models send them to most. Avg Gap: mean absolute difference to retrain over forget, "
-            f"retain and test accuracy and MIA-NN AUC. Retrain: the mean over {results['retrain']['seeds']} seeds.")
+            f"retain and test accuracy and MIA-NN AUC. Retrain: the mean over {results['retrain']['seeds']} seeds. "
+            f"The retrained models send the class mostly to class {classes[landmarks['nearest_class']]} (n(f)); "
+            f"the original model's classifier weights rank class {classes[landmarks['head_similar_class']]} as "
+            f"most similar to it (where TRW's tilt sends it).")
     header = ["model", *REPORT_COLUMNS.values()]
     rows = [[name, *(f"{m[key]:.3f}" if key == "tv_to_retrain" else f"{m[key]:.2f}" for key in REPORT_COLUMNS)]
             for name, m in results.items()]
