@@ -62,7 +62,8 @@ def retrain_class(params: Params, run: TrackedRun) -> None:
     seeds = params.class_track.retrain_seeds
     jobs = [Job(train_class_retrain, {"k": k, "params_file": "params.yaml", "parent_run_id": run.run_id},
                 name=f"retrain_class {k}") for k in range(seeds)]
-    seconds = run_jobs(jobs, workers=params.execution.workers, retries=params.execution.retries)
+    seconds = run_jobs(jobs, workers=params.execution.workers, retries=params.execution.retries,
+                       address=params.execution.address)
     mean = sum(seconds) / len(seconds)
     write_json(runtime_path("class/retrain"), {"runtime_s": round(mean, 3), "seeds": seeds})
     run.log_metrics({"runtime_s": mean, "seeds": seeds})

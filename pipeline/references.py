@@ -51,7 +51,8 @@ def references(params: Params, run: TrackedRun) -> None:
         np.save(handle, keep, allow_pickle=False)
     jobs = [Job(train_reference, {"k": k, "params_file": "params.yaml", "parent_run_id": run.run_id},
                 name=f"reference {k}") for k in range(cfg.K)]
-    run_jobs(jobs, workers=params.execution.workers, retries=params.execution.retries)
+    run_jobs(jobs, workers=params.execution.workers, retries=params.execution.retries,
+             address=params.execution.address)
     run.log_metrics({"references": cfg.K, "in_per_sample": cfg.K // 2})
 
 

@@ -2,8 +2,8 @@
 
 The tracking store defaults to ``sqlite:///mlflow.db`` in the project root and is
 overridden by ``MLFLOW_TRACKING_URI``. Runs carry the DVC stage name, the git
-commit and whether the tree was dirty, the stage's params, its metrics and its
-artifacts. Tracking never stops a stage: if the store is unreachable, the
+commit and whether the tree was dirty, the process that ran them (host:pid), the
+stage's params, its metrics and its artifacts. Tracking never stops a stage: if the store is unreachable, the
 stage still writes its outputs and the first failure is reported on stderr, with
 what was not logged.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any, Mapping
@@ -104,7 +105,7 @@ class TrackedRun:
             except mlflow.exceptions.MlflowException:
                 pass  # created concurrently by another stage
         mlflow.set_experiment(name)
-        tags = {**git_state(), **self.tags}
+        tags = {**git_state(), "unlearn.process": f"{socket.gethostname()}:{os.getpid()}", **self.tags}
         tags["mlflow.source.git.commit"] = tags["git.commit"]
         parent = self.parent or os.environ.get(PARENT_RUN_ENV)
         if parent:

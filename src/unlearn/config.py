@@ -347,13 +347,21 @@ class MiaConfig(_Section):
     repeats: PositiveInt = 3
 
 
+def _scheduler_address(value: Optional[str]) -> Optional[str]:
+    if value is not None and not re.fullmatch(r"(tcp|tls|inproc)://\S+", value):
+        raise ValueError("must be a Dask scheduler address such as tcp://127.0.0.1:8786 (or null: run locally)")
+    return value
+
+
 class ExecutionConfig(_Section):
-    """Where independent jobs (e.g. reference models) run: ``workers`` local processes
-    (1 = in the stage's own process); a failed job is retried ``retries`` times. Not
-    tracked by DVC: it does not change any result."""
+    """Where independent jobs (reference models, retrained seeds, sweep cells) run:
+    ``workers`` local processes (1 = in the stage's own process), or the Dask cluster whose
+    scheduler is at ``address``; a failed job is retried ``retries`` times. Not tracked by
+    DVC: it does not change any result."""
 
     workers: PositiveInt = 1
     retries: NonNegInt = 1
+    address: Annotated[Optional[str], AfterValidator(_scheduler_address)] = None
 
 
 class EvaluateConfig(_Section):

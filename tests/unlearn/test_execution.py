@@ -32,3 +32,53 @@ def test_failed_jobs_are_retried_and_raise_when_retries_run_out(tmp_path):
         run_jobs([Job(fail_first, {"marker": str(tmp_path / "b")})], retries=0)
     with pytest.raises(ValueError, match="workers must be >= 1"):
         run_jobs([], workers=0)
+
+
+def pid_after(seconds: float, started: str) -> int:
+    """Writes its pid to ``started``, sleeps, returns the pid (a job long enough to be killed)."""
+    import time
+
+    with open(started, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real Dask cluster on loopback: a scheduler and 2 worker processes, one thread each."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as local:
+        yield local
+
+
+def test_dask_runs_the_jobs_in_worker_processes_with_the_same_results(cluster):
+    jobs = [Job(square_and_pid, {"x": x}, name=f"square {x}") for x in range(6)]
+    results = run_jobs(jobs, address=cluster.scheduler_address)
+    assert [r for r, _ in results] == [x * x for x in range(6)]
+    assert os.getpid() not in {pid for _, pid in results}
+
+
+def test_dask_retries_a_failing_job_and_reruns_the_job_of_a_killed_worker(cluster, tmp_path):
+    import signal
+    import threading
+    import time
+
+    assert run_jobs([Job(fail_first, {"marker": str(tmp_path / "a")})], retries=1,
+                    address=cluster.scheduler_address) == ["ok"]
+
+    started = tmp_path / "started"
+
+    def kill_first_runner() -> None:
+        while not started.exists() or not started.read_text().strip():
+            time.sleep(0.05)
+        os.kill(int(started.read_text().split()[0]), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_first_runner)
+    killer.start()
+    [pid] = run_jobs([Job(pid_after, {"seconds": 2.0, "started": str(started)})], address=cluster.scheduler_address)
+    killer.join()
+    runners = [int(line) for line in started.read_text().split()]
+    assert len(runners) == 2 and pid == runners[1] != runners[0]  # killed mid-job, completed by another worker
