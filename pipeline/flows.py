@@ -30,6 +30,7 @@ from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.tracking import PARENT_RUN_ENV, TrackedRun
+from unlearn.errors import ConfigError
 
 log = logging.getLogger(__name__)
 _DVC_LOCK = threading.Lock()  # one DVC command at a time from this process
@@ -136,12 +137,26 @@ def pipeline_flow(root: str = ".", targets: list[str] | None = None, retries: in
         return {address: future.result() for address, future in futures.items()}
 
 
+def _dask_runner(address: str):
+    """Prefect's task runner for the Dask cluster at ``address`` (the ``dask`` extra)."""
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise ConfigError(f"params.yaml: execution.address = {address}: running the flow on Dask needs "
+                          f"prefect-dask; pip install -e '.[dask]'") from None
+    return DaskTaskRunner(address=address)
+
+
 def run(root: str | Path = ".", targets: list[str] | None = None) -> dict[str, str]:
-    """Validate params.yaml, then run :func:`pipeline_flow` with its ``flow`` settings."""
+    """Validate params.yaml, then run :func:`pipeline_flow` with its ``flow`` settings, its
+    stage tasks on the Dask cluster of ``execution.address`` when set (the workspace
+    must then be shared at the same path), else in local threads."""
     from unlearn.config import load_params
 
-    settings = load_params(Path(root) / "params.yaml").flow
-    runner = ThreadPoolTaskRunner(max_workers=settings.concurrency)
+    params = load_params(Path(root) / "params.yaml")
+    settings = params.flow
+    address = params.execution.address
+    runner = _dask_runner(address) if address else ThreadPoolTaskRunner(max_workers=settings.concurrency)
     configured = pipeline_flow.with_options(task_runner=runner)
     return configured(root=str(Path(root).resolve()), targets=targets, retries=settings.retries,
                       retry_delay_s=settings.retry_delay_s, concurrency=settings.concurrency)

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from pipeline.flows import dvc_stages, run
-from tests.conftest import CLASS_METHODS, mlflow_runs
+from tests.conftest import CLASS_METHODS, mlflow_runs, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -47,3 +47,15 @@ def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefe
     again = run(project, TARGETS)
     assert set(again.values()) == {"cached"}
     assert len(mlflow_runs(project)) == len(runs) + 1  # only the new flow run
+
+
+def test_flow_runs_its_stage_tasks_on_a_dask_cluster(project, prefect_server):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        write_params(project, {"execution": {"address": cluster.scheduler_address}})
+        assert run(project, ["prepare"]) == {"prepare": "ran"}
+        stage_tasks = cluster.scheduler.task_prefixes["reproduce_stage"]
+        assert stage_tasks.all_durations["compute"] > 0  # the stage task computed on a worker
+    assert (project / "data" / "prepared" / "meta.json").exists()
