@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 
 from pipeline.class_track import evaluate_class, retrain_class, unlearn_class
 from pipeline.references import references
+from pipeline.sweep import sweep_cell, sweep_report, tune
 from pipeline.tracking import TrackedRun
 from unlearn.config import Params
 from unlearn.errors import DataError
@@ -84,6 +85,7 @@ def prepare(params: Params, run: TrackedRun) -> None:
     meta = {
         "dataset": cfg.dataset,
         "classes": list(data.classes),
+        "test_start": data.test_start,
         "shape": list(data.images.shape[1:]),
         "mean": mean,
         "std": std,
@@ -563,4 +565,8 @@ STAGES: dict[str, Stage] = {
     "retrain_class": Stage(retrain_class, ("seed", "model", "train", "lipschitz", "class_track"), ("execution",)),
     "unlearn_class": Stage(unlearn_class, ("seed", "model", "class_track.forget_class", "unlearn_class.${item}")),
     "evaluate_class": Stage(evaluate_class, ("seed", "model", "evaluate", "mia", "class_track", "mia_nn")),
+    "tune": Stage(tune, ("model", "train", "lipschitz", "data", "adversarial", "unlearn", "sweep.methods",
+                         "sweep.lr_grid", "sweep.tuning_seed", "sweep.tuning_forget_seed")),
+    "sweep_cell": Stage(sweep_cell, ("model", "train", "lipschitz", "data", "adversarial", "unlearn", "sweep.methods")),
+    "sweep_report": Stage(sweep_report, ("sweep.seeds", "sweep.forget_seeds")),
 }

@@ -21,7 +21,8 @@ MODELS = ("original", "retrain", *METHODS)
 CLASS_METHODS = ("trw", "ft", "rl", "ga", "bs", "be", "salun", "scrub")
 ALL_STAGES = {"prepare", "train", "retrain", "transfer", "adversarial", "references", "report",
               *(f"unlearn@{m}" for m in METHODS), *(f"evaluate@{m}" for m in MODELS),
-              "retrain_class", *(f"unlearn_class@{m}" for m in CLASS_METHODS), "evaluate_class"}
+              "retrain_class", *(f"unlearn_class@{m}" for m in CLASS_METHODS), "evaluate_class",
+              "tune", "sweep_cell@0-0", "sweep_cell@1-0", "sweep_report"}
 
 TINY_PARAMS = {
     "train": {"epochs": 2, "batch_size": 128, "lr": 0.05},
@@ -33,6 +34,7 @@ TINY_PARAMS = {
     "unlearn": {method: {"epochs": 2} for method in METHODS},
     "class_track": {"retrain_seeds": 2},
     "unlearn_class": {method: {"epochs": 1} for method in CLASS_METHODS},
+    "sweep": {"seeds": [0, 1], "forget_seeds": [0], "methods": ["amun", "ft"], "lr_grid": {"ft": [0.01, 0.05]}},
     "flow": {"concurrency": 2, "retries": 0},
 }
 

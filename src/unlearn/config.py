@@ -347,6 +347,46 @@ class MiaConfig(_Section):
     repeats: PositiveInt = 3
 
 
+RANDOM_TRACK_METHODS = ("amun", "amun_no_remain", "amun_salun", "ft", "rl", "ga", "l1_sparse", "salun", "bs")
+
+
+class SweepConfig(_Section):
+    """Multi-seed results (stages ``tune``, ``sweep_cell@<cell>``, ``sweep_report``).
+
+    Every (``seeds`` x ``forget_seeds``) cell trains its own original and retrained model
+    (model seed) on its own split (forget-set seed) and runs ``methods``. A method with a
+    learning-rate grid in ``lr_grid`` first has its rate chosen, by the smallest Avg Gap
+    (SVC) on a separate tuning cell (``tuning_seed``, ``tuning_forget_seed``); the cells
+    then use the chosen rate. The report gives mean, std and 95% interval over cells.
+    """
+
+    seeds: list[NonNegInt] = Field(default_factory=lambda: [0, 1, 2])
+    forget_seeds: list[NonNegInt] = Field(default_factory=lambda: [0])
+    methods: list[Literal[RANDOM_TRACK_METHODS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(RANDOM_TRACK_METHODS))
+    lr_grid: dict[Literal[RANDOM_TRACK_METHODS], list[PositiveFloat]] = Field(  # type: ignore[valid-type]
+        default_factory=dict)
+    tuning_seed: NonNegInt = 0
+    tuning_forget_seed: NonNegInt = 100
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SweepConfig":
+        for key in ("seeds", "forget_seeds", "methods"):
+            values = getattr(self, key)
+            if not values or len(set(values)) != len(values):
+                raise ValueError(f"{key} {values} must be non-empty, without repeats")
+        if self.tuning_forget_seed in self.forget_seeds:
+            raise ValueError(f"tuning_forget_seed {self.tuning_forget_seed} is also an evaluation forget seed; "
+                             f"tune on a separate forget set")
+        unused = [m for m in self.lr_grid if m not in self.methods]
+        if unused:
+            raise ValueError(f"lr_grid has a grid for {unused[0]!r}, which is not in methods")
+        empty = [m for m, grid in self.lr_grid.items() if not grid]
+        if empty:
+            raise ValueError(f"lr_grid.{empty[0]} is empty")
+        return self
+
+
 def _scheduler_address(value: Optional[str]) -> Optional[str]:
     if value is not None and not re.fullmatch(r"(tcp|tls|inproc)://\S+", value):
         raise ValueError("must be a Dask scheduler address such as tcp://127.0.0.1:8786 (or null: run locally)")
@@ -390,6 +430,7 @@ class Params(_Section):
     class_track: ClassTrackConfig = Field(default_factory=ClassTrackConfig)
     unlearn_class: UnlearnClassConfig = Field(default_factory=UnlearnClassConfig)
     mia_nn: MiaNnConfig = Field(default_factory=MiaNnConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
     references: ReferencesConfig = Field(default_factory=ReferencesConfig)
     mia: MiaConfig = Field(default_factory=MiaConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)

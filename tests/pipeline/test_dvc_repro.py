@@ -76,8 +76,20 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert repro(project) == {"unlearn@ft", "evaluate@ft", "report"}
     write_params(project, {"unlearn_class": {"trw": {"beta": 0.0}}})
     assert repro(project) == {"unlearn_class@trw", "evaluate_class"}
+    write_params(project, {"sweep": {"seeds": [0, 1, 2]}})
+    assert repro(project) == {"sweep_cell@2-0", "sweep_report"}  # only the new cell
     runs = [r for r in mlflow_runs(project) if "dvc.stage" in r.data.tags]
-    assert len(runs) == len(ALL_STAGES) + 5
+    assert len(runs) == len(ALL_STAGES) + 7
+    sweep = json.loads((project / "metrics" / "sweep.json").read_text())
+    assert sweep["cells"] == 3 and set(sweep["models"]) == {"retrain", "original", "amun", "ft"}
+    assert sweep["lr"]["ft"] in (0.01, 0.05) and sweep["models"]["retrain"]["avg_gap_svc"]["mean"] == 0
+    assert {"mean", "std", "ci95"} == set(sweep["models"]["amun"]["test_acc"])
+    tuning = [r for r in mlflow_runs(project) if r.data.tags.get("unlearn.job") in ("tune", "tune-point")]
+    parents = {r.data.params["method"]: r.info.run_id for r in tuning if r.data.tags["unlearn.job"] == "tune"}
+    points = [r for r in tuning if r.data.tags["unlearn.job"] == "tune-point"]
+    assert set(parents) == {"amun", "ft"}
+    assert sorted(r.data.params["lr"] for r in points if r.data.tags["mlflow.parentRunId"] == parents["ft"]) == \
+        ["0.01", "0.05"]
 
     import mlflow
 

@@ -1,0 +1,117 @@
+"""One cell of the random-track protocol, as the papers repeat it over seeds.
+
+A cell is (model seed, forget-set seed): the splits come from the forget-set seed, the
+original and retrained models (the ``train`` recipe) and every method's randomness from
+the model seed (FastClip applies when ``lipschitz`` asks for it). The cell builds AMUN's D_A from the original model (calibrated as the
+``adversarial`` stage does), runs each method from a copy of the original and measures
+every model without reference models: accuracies, SalUn's MIA-efficacy, the loss attack
+and the Avg Gap to the cell's retrained model over accuracies and MIA-efficacy (the
+RMIA variant would need K reference models per cell).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from unlearn.config import Params
+
+
+@dataclass
+class CellModels:
+    """What every method of a cell starts from."""
+
+    task: object  # unlearn.unlearning.ForgetTask, with D_A
+    splits: dict[str, np.ndarray]
+    original: torch.nn.Module
+    retrain_s: float
+    adversarial_s: float
+    metrics: dict[str, dict]  # original and retrain, measured
+
+
+def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | None, params: Params, seed: int,
+                 forget_seed: int) -> CellModels:
+    """Splits, original and retrained models, D_A and their metrics for one cell."""
+    from unlearn.attacks import adversarial_set, calibrate_eps_init
+    from unlearn.data import make_splits
+    from unlearn.evaluation import predict, split_metrics
+    from unlearn.training import to_float
+    from unlearn.unlearning import ForgetTask
+
+    split = make_splits(labels.numpy(), seed=forget_seed, forget=params.data.forget, test_start=test_start,
+                        test_fraction=params.data.test_fraction)
+    pixels = to_float(images[torch.as_tensor(split.train)])
+    stats = {"mean": pixels.mean(dim=(0, 2, 3)).tolist(), "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
+    num_classes = int(labels.max()) + 1
+    original, _ = _fit(images, labels, split.train, params, seed, stats, num_classes)
+    retrained, retrain_s = _fit(images, labels, split.remain, params, seed, stats, num_classes)
+    splits = split.as_dict()
+    metrics = {name: split_metrics(predict(model, images), labels, splits)
+               for name, model in (("original", original), ("retrain", retrained))}
+    cfg = params.adversarial
+    forget = torch.as_tensor(split.forget)
+    x, y = to_float(images[forget]), labels[forget]
+    start = time.perf_counter()
+    chosen = np.sort(np.random.default_rng([seed, 3]).permutation(len(forget))[:cfg.calibration_samples])
+    eps_init = cfg.eps_init or calibrate_eps_init(original, x[chosen], y[chosen], success=cfg.calibration_success,
+                                                  steps=cfg.calibration_steps)
+    found = adversarial_set(original, x, y, eps_init=eps_init, steps=cfg.steps, max_doublings=cfg.max_doublings,
+                            batch_size=cfg.batch_size)
+    adversarial_s = time.perf_counter() - start
+    task = ForgetTask(images, labels, forget, torch.as_tensor(split.remain), num_classes, found)
+    return CellModels(task, splits, original, retrain_s, adversarial_s, metrics)
+
+
+def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_classes: int):
+    from unlearn.models import create_model
+    from unlearn.training import train_
+
+    model = create_model(params.model.name, in_channels=images.shape[1], num_classes=num_classes, seed=seed,
+                         width=params.model.width, batch_norm=params.model.batch_norm, **stats)
+    callbacks = []
+    if params.lipschitz.method == "fastclip":
+        from unlearn.lipschitz import FastClip
+
+        clip = params.lipschitz
+        callbacks.append(FastClip(model, images.shape[1:], target=clip.target, clip_every=clip.clip_every, bn=clip.bn,
+                                  iters=clip.iters, seed=seed))
+    idx = torch.as_tensor(indices)
+    start = time.perf_counter()
+    train_(model, images[idx], labels[idx], params.train, generator=torch.Generator().manual_seed(seed),
+           callbacks=callbacks)
+    return model.eval(), time.perf_counter() - start
+
+
+def run_method(cell: CellModels, name: str, cfg, seed: int) -> dict:
+    """Method ``name`` with settings ``cfg`` from a copy of the cell's original model: its
+    metrics, ``runtime_s`` (D_A's time included for AMUN) and ``avg_gap_svc`` to retrain."""
+    from unlearn.evaluation import avg_gap, predict, split_metrics
+    from unlearn.evaluation.gap import SVC_KEYS
+    from unlearn.unlearning import METHODS
+
+    method = METHODS.get(name)
+    model = copy.deepcopy(cell.original)
+    start = time.perf_counter()
+    method.run(model, cell.task, cfg, torch.Generator().manual_seed(seed))
+    seconds = time.perf_counter() - start + (cell.adversarial_s if method.needs_adversarial else 0.0)
+    metrics = split_metrics(predict(model, cell.task.images), cell.task.labels, cell.splits)
+    return {**metrics, "runtime_s": seconds, "runtime_vs_retrain": seconds / cell.retrain_s,
+            "avg_gap_svc": avg_gap(metrics, cell.metrics["retrain"], SVC_KEYS),
+            "remain_access": method.remain_access(cfg)}
+
+
+def aggregate(values: list[float]) -> dict[str, float]:
+    """``mean``, ``std`` (sample) and ``ci95`` (the half-width of the 95% Student-t
+    interval of the mean; 0 for a single value) over cells."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return {"mean": float(values.mean()), "std": 0.0, "ci95": 0.0}
+    std = float(values.std(ddof=1))
+    return {"mean": float(values.mean()), "std": std,
+            "ci95": float(stats.t.ppf(0.975, len(values) - 1) * std / np.sqrt(len(values)))}
