@@ -74,12 +74,14 @@ def one_seed(images, labels, test_start, seed, args, settings, mia_nn) -> dict:
         final_linear(original).weight, args.forget_class, pca_dim=trw.pca_dim, temperature=trw.temperature).argmax())}
     task = ForgetTask(images, labels, torch.as_tensor(parts["forget"]), torch.as_tensor(parts["remain"]), num_classes)
     retrain_s = statistics.mean(seconds)
-    for name in args.methods:
+    runs = [(name, name, settings[name]) for name in args.methods]
+    runs += [(f"trw beta={beta:g}", "trw", settings["trw"].model_copy(update={"beta": beta})) for beta in args.trw_betas]
+    for row, name, cfg in runs:
         model = copy.deepcopy(original)
         start = time.perf_counter()
-        METHODS.get(name).run(model, task, settings[name], torch.Generator().manual_seed(seed))
+        METHODS.get(name).run(model, task, cfg, torch.Generator().manual_seed(seed))
         took = time.perf_counter() - start
-        results[name] = {**measure(predict(model, images), probs), "runtime_vs_retrain": took / retrain_s}
+        results[row] = {**measure(predict(model, images), probs), "runtime_vs_retrain": took / retrain_s}
     for metrics in results.values():
         metrics["mia_nn_gap"] = abs(metrics["mia_nn"] - results["retrain"]["mia_nn"])
         metrics["avg_gap"] = avg_gap(metrics, results["retrain"], CLASS_KEYS)
@@ -121,11 +123,13 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default=",".join(CLASS_TRACK))
     parser.add_argument("--set", action="append", default=[], help="override, e.g. --set trw.beta=0")
+    parser.add_argument("--trw-betas", default="", help="extra TRW rows at these betas, e.g. 0,2")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write every seed's results here")
     args = parser.parse_args()
-    args.methods = args.methods.split(",")
+    args.methods = args.methods.split(",") if args.methods else []
+    args.trw_betas = [float(b) for b in args.trw_betas.split(",") if b]
     torch.set_num_threads(args.threads)
     settings = _settings(args)
     mia_nn = load_params(args.params).mia_nn
@@ -144,7 +148,7 @@ def main() -> None:
           f"(k {mia_nn.neighbours}); {len(per_seed)} seeds\n")
     print("| model | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
-    for name in ["retrain", "original", *args.methods]:
+    for name in ["retrain", "original", *args.methods, *(f"trw beta={b:g}" for b in args.trw_betas)]:
         cells = [_cell([s[name][c] for s in per_seed], 3 if c == "tv_to_retrain" else 2) if c in per_seed[0][name]
                  else "-" for c in COLUMNS]
         print(f"| {name} | " + " | ".join(cells) + " |")

@@ -73,13 +73,14 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert len(mlflow_runs(project)) == len(ALL_STAGES) + len(jobs)
 
     write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
-    assert repro(project) == {"unlearn@ft", "evaluate@ft", "report"}
+    sweep_stages = {"tune", "sweep_cell@0-0", "sweep_cell@1-0", "sweep_report"}  # the sweep reads unlearn too
+    assert repro(project) == {"unlearn@ft", "evaluate@ft", "report", *sweep_stages}
     write_params(project, {"unlearn_class": {"trw": {"beta": 0.0}}})
     assert repro(project) == {"unlearn_class@trw", "evaluate_class"}
     write_params(project, {"sweep": {"seeds": [0, 1, 2]}})
     assert repro(project) == {"sweep_cell@2-0", "sweep_report"}  # only the new cell
     runs = [r for r in mlflow_runs(project) if "dvc.stage" in r.data.tags]
-    assert len(runs) == len(ALL_STAGES) + 7
+    assert len(runs) == len(ALL_STAGES) + 11
     sweep = json.loads((project / "metrics" / "sweep.json").read_text())
     assert sweep["cells"] == 3 and set(sweep["models"]) == {"retrain", "original", "amun", "ft"}
     assert sweep["lr"]["ft"] in (0.01, 0.05) and sweep["models"]["retrain"]["avg_gap_svc"]["mean"] == 0
