@@ -79,7 +79,7 @@ def sweep_cell(params: Params, run: TrackedRun, seed: str, forget_seed: str) -> 
         cfg = getattr(params.unlearn, method).model_copy(update={"lr": tuned[method]["lr"]})
         results[method] = run_method(cell, method, cfg, seed_value)
     write_json(cell_path(seed_value, forget_value), results)
-    run.log_metrics({f"{key}.{name}": float(m[key]) for name, m in results.items() for key in ("avg_gap_svc",)})
+    run.log_metrics({f"avg_gap_svc.{name}": float(m["avg_gap_svc"]) for name, m in results.items()})
 
 
 def sweep_report(params: Params, run: TrackedRun) -> None:

@@ -3,9 +3,9 @@
 The tracking store defaults to ``sqlite:///mlflow.db`` in the project root and is
 overridden by ``MLFLOW_TRACKING_URI``. Runs carry the DVC stage name, the git
 commit and whether the tree was dirty, the process that ran them (host:pid), the
-stage's params, its metrics and its artifacts. Tracking never stops a stage: if the store is unreachable, the
-stage still writes its outputs and the first failure is reported on stderr, with
-what was not logged.
+stage's params, its metrics and its artifacts. Tracking never stops a stage: if
+the store is unreachable, the stage still writes its outputs and the first failure
+is reported on stderr, with what was not logged.
 """
 
 from __future__ import annotations

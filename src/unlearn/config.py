@@ -347,7 +347,7 @@ class MiaConfig(_Section):
     repeats: PositiveInt = 3
 
 
-RANDOM_TRACK_METHODS = ("amun", "amun_no_remain", "amun_salun", "ft", "rl", "ga", "l1_sparse", "salun", "bs")
+RANDOM_TRACK_METHODS = tuple(UnlearnConfig.model_fields)
 
 
 class SweepConfig(_Section):
@@ -391,7 +391,7 @@ def _scheduler_address(value: Optional[str]) -> Optional[str]:
 
 
 class ExecutionConfig(_Section):
-    """Where independent jobs (reference models, retrained seeds, sweep cells) run:
+    """Where independent jobs (reference models, the class track's retrained seeds) run:
     ``workers`` local processes (1 = in the stage's own process), or the Dask cluster whose
     scheduler is at ``address``; a failed job is retried ``retries`` times. Not tracked by
     DVC: it does not change any result."""
