@@ -2,7 +2,7 @@
 workers and a 2-worker Dask cluster on this machine, and the scheduling overhead per job.
 
 Each setting runs the real stage (``python -m pipeline references``) in a scratch
-workspace prepared once (digits, small_cnn width 8); wall time includes the stage's
+workspace prepared once (digits, small_cnn, ``--width``); wall time includes the stage's
 fixed cost (interpreter, imports, MLflow), the same in every row. The overhead row runs
 K no-op jobs through each executor. The Dask cluster is a ``LocalCluster`` (scheduler
 and 2 worker processes, 1 thread each, on 127.0.0.1) started by this script.
@@ -51,13 +51,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--K", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--width", type=int, default=8, help="small_cnn width")
     args = parser.parse_args()
     from dask.distributed import LocalCluster
 
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Path(tmp)
         params = yaml.safe_load(Path("params.yaml").read_text())
-        params["model"]["width"] = 8
+        params["model"]["width"] = args.width
         params["references"] = {"K": args.K, "epochs": args.epochs}
         (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workspace / 'mlflow.db'}"
@@ -73,7 +74,7 @@ def main() -> None:
             rows.append(("Dask cluster, 2 workers x 1 thread", stage(workspace, "references"),
                          noop_overhead(args.K, address=cluster.scheduler_address)))
     base = rows[0][1]
-    print(f"\nreferences stage: K = {args.K} small_cnn (width 8) models, {args.epochs} epochs on digits; "
+    print(f"\nreferences stage: K = {args.K} small_cnn (width {args.width}) models, {args.epochs} epochs on digits; "
           f"{os.cpu_count()} cores\n")
     print("| executor | stage wall time (s) | speed-up | overhead per no-op job (ms) |")
     print("|---|---:|---:|---:|")
