@@ -75,7 +75,8 @@ def one_seed(images, labels, test_start, seed, args, settings, mia_nn) -> dict:
     task = ForgetTask(images, labels, torch.as_tensor(parts["forget"]), torch.as_tensor(parts["remain"]), num_classes)
     retrain_s = statistics.mean(seconds)
     runs = [(name, name, settings[name]) for name in args.methods]
-    runs += [(f"trw beta={beta:g}", "trw", settings["trw"].model_copy(update={"beta": beta})) for beta in args.trw_betas]
+    runs += [(f"trw beta={beta:g}", "trw", settings["trw"].model_copy(update={"beta": beta}))
+             for beta in args.trw_betas]
     for row, name, cfg in runs:
         model = copy.deepcopy(original)
         start = time.perf_counter()
@@ -140,9 +141,9 @@ def main() -> None:
         per_seed.append(one_seed(images, labels, test_start, seed, args, settings, mia_nn))
         if args.json:
             Path(args.json).write_text(json.dumps({"args": vars(args), "seeds": per_seed}, indent=1, default=str))
+        classes = per_seed[-1]["classes"]
         print(f"seed {seed}: {time.perf_counter() - start:.0f} s; retrained models send the class mostly to "
-              f"{per_seed[-1]['classes']['nearest']}, the original's head ranks {per_seed[-1]['classes']['head_similar']} "
-              f"most similar", flush=True)
+              f"{classes['nearest']}, the original's head ranks {classes['head_similar']} most similar", flush=True)
     print(f"\n{args.dataset}: {len(labels)} images, forget class {args.forget_class}, {args.model}, {args.epochs} "
           f"epochs, {args.retrain_seeds} retrained models per seed, MIA-NN {mia_nn.features} "
           f"(k {mia_nn.neighbours}); {len(per_seed)} seeds\n")

@@ -216,8 +216,8 @@ def _write_class_report(results: dict, where: dict, classes: list, forget_class:
     header = ["model", *REPORT_COLUMNS.values()]
     rows = [[name, *(f"{m[key]:.3f}" if key == "tv_to_retrain" else f"{m[key]:.2f}" for key in REPORT_COLUMNS)]
             for name, m in results.items()]
-    write_text(REPORTS_DIR / "class_results.md", "# Class unlearning\n\n" + note + "\n\n" + _markdown_table(header, rows)
-               + "\n")
+    table = _markdown_table(header, rows)
+    write_text(REPORTS_DIR / "class_results.md", f"# Class unlearning\n\n{note}\n\n{table}\n")
     write_text(PLOTS_DIR / "class" / "destinations.csv", _csv(
         ["model", "class", "model_class", "share"],
         [[name, classes[c], f"{name} -> {classes[c]}", f"{share[c]:.2f}"] for name, share in where.items()
@@ -240,5 +240,6 @@ def _write_class_report(results: dict, where: dict, classes: list, forget_class:
         figure = png_bytes(fig)
     write_text(REPORTS_DIR / "class.html", render("Class unlearning", note, [("Results", header, rows)],
                                                   [("Where the forgotten class's inputs go", figure)]))
-    for path in (REPORTS_DIR / "class_results.md", REPORTS_DIR / "class.html", PLOTS_DIR / "class" / "destinations.csv"):
+    for path in (REPORTS_DIR / "class_results.md", REPORTS_DIR / "class.html",
+                 PLOTS_DIR / "class" / "destinations.csv"):
         run.log_artifact(path, "report")

@@ -1,4 +1,4 @@
-"""The ``unlearn`` command: ``unlearn run`` (the Prefect flow) and ``unlearn stage``."""
+"""The ``unlearn`` command: ``unlearn run`` (the Prefect flow), ``unlearn stage`` and ``unlearn doctor``."""
 
 from __future__ import annotations
 
@@ -16,8 +16,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("targets", nargs="*", help="stages to reproduce with their upstream (default: all)")
     stage = sub.add_parser("stage", help="run one stage directly (what dvc.yaml's cmd calls)")
     stage.add_argument("stage_args", nargs=argparse.REMAINDER)
+    sub.add_parser("doctor", help="environment, params, dataset, prepared data and DVC sync status")
     args = parser.parse_args(argv)
 
+    if args.command == "doctor":
+        from pipeline.doctor import doctor
+
+        return doctor()
     if args.command == "stage":
         from pipeline.__main__ import main as stage_main
 

@@ -109,6 +109,6 @@ def sweep_report(params: Params, run: TrackedRun) -> None:
             f"Accuracies, MIA-efficacy (SVC) and loss-attack AUC in percent; Avg Gap (SVC) to the cell's retrained "
             f"model over forget / retain / test accuracy and MIA-efficacy. lr: the rate chosen on the tuning cell "
             f"(seed {sweep.tuning_seed}, forget-set seed {sweep.tuning_forget_seed}).")
-    write_text(REPORTS_DIR / "sweep.md", "# Sweep over seeds\n\n" + note + "\n\n" + _markdown_table(header, rows) + "\n")
+    write_text(REPORTS_DIR / "sweep.md", f"# Sweep over seeds\n\n{note}\n\n{_markdown_table(header, rows)}\n")
     run.log_metrics({f"avg_gap_svc.{name}": summary[name]["avg_gap_svc"]["mean"] for name in models})
     run.log_artifact(REPORTS_DIR / "sweep.md", "report")

@@ -2,8 +2,9 @@
 
 The tracking store defaults to ``sqlite:///mlflow.db`` in the project root and is
 overridden by ``MLFLOW_TRACKING_URI``. Runs carry the DVC stage name, the git
-commit and whether the tree was dirty, the process that ran them (host:pid), the
-stage's params, its metrics and its artifacts. Tracking never stops a stage: if
+commit and whether the tree was dirty, the package versions and the input data's
+hash, the process that ran them (host:pid), the stage's params, its metrics and its
+artifacts. Tracking never stops a stage: if
 the store is unreachable, the stage still writes its outputs and the first failure
 is reported on stderr, with what was not logged.
 """
@@ -39,6 +40,31 @@ def git_state(root: Path = Path(".")) -> dict[str, str]:
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"git.commit": commit or "unknown", "git.dirty": "unknown" if status is None else str(bool(status)).lower()}
+
+
+PACKAGES = ("unlearn", "torch", "torchvision", "numpy", "scikit-learn", "dvc", "mlflow", "prefect", "dask")
+PREPARED_META = Path("data/prepared/meta.json")
+
+
+def provenance(root: Path = Path(".")) -> dict[str, str]:
+    """What a result depends on beyond its params: ``python``, ``version.<package>`` for the
+    packages the pipeline uses, and ``data.sha256`` (the prepared images' hash, once
+    ``prepare`` has run in ``root``)."""
+    import json
+    import platform
+    from importlib import metadata
+
+    tags = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            tags[f"version.{package}"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            tags[f"version.{package}"] = "not installed"
+    try:
+        tags["data.sha256"] = json.loads((root / PREPARED_META).read_text())["sha256"]["images.pt"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # before prepare: no input data yet
+    return tags
 
 
 def flatten(section: str, value: Any) -> dict[str, Any]:
@@ -105,7 +131,8 @@ class TrackedRun:
             except mlflow.exceptions.MlflowException:
                 pass  # created concurrently by another stage
         mlflow.set_experiment(name)
-        tags = {**git_state(), "unlearn.process": f"{socket.gethostname()}:{os.getpid()}", **self.tags}
+        tags = {**git_state(), **provenance(), "unlearn.process": f"{socket.gethostname()}:{os.getpid()}",
+                **self.tags}
         tags["mlflow.source.git.commit"] = tags["git.commit"]
         parent = self.parent or os.environ.get(PARENT_RUN_ENV)
         if parent:

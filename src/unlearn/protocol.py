@@ -1,9 +1,10 @@
 """One cell of the random-track protocol, as the papers repeat it over seeds.
 
 A cell is (model seed, forget-set seed): the splits come from the forget-set seed, the
-original and retrained models (the ``train`` recipe) and every method's randomness from
-the model seed (FastClip applies when ``lipschitz`` asks for it). The cell builds AMUN's D_A from the original model (calibrated as the
-``adversarial`` stage does), runs each method from a copy of the original and measures
+original and retrained models (the ``train`` recipe; FastClip when ``lipschitz`` asks
+for it) and every method's randomness from the model seed. The cell builds AMUN's D_A
+from the original model (calibrated as the ``adversarial`` stage does), runs each
+method from a copy of the original and measures
 every model without reference models: accuracies, SalUn's MIA-efficacy, the loss attack
 and the Avg Gap to the cell's retrained model over accuracies and MIA-efficacy (the
 RMIA variant would need K reference models per cell).

@@ -61,13 +61,15 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert "data:image/png;base64," in (project / "reports" / "class.html").read_text()
     runs = mlflow_runs(project)
     assert all(r.info.status == "FINISHED" for r in runs)
-    assert sorted(r.data.tags["seed_index"] for r in runs if r.data.tags.get("unlearn.job") == "retrain_class") == ["0", "1"]
+    retrained = [r for r in runs if r.data.tags.get("unlearn.job") == "retrain_class"]
+    assert sorted(r.data.tags["seed_index"] for r in retrained) == ["0", "1"]
     jobs = [r for r in runs if r.data.tags.get("unlearn.job")]
     runs = [r for r in runs if "dvc.stage" in r.data.tags]
     assert sorted(r.data.tags["dvc.stage"] for r in runs) == sorted(ALL_STAGES)
     references_run = next(r for r in runs if r.data.tags["dvc.stage"] == "references")
     assert sorted(r.data.tags["reference"] for r in jobs if "reference" in r.data.tags) == ["0", "1", "2", "3"]
-    assert all(r.data.tags["mlflow.parentRunId"] == references_run.info.run_id for r in jobs if "reference" in r.data.tags)
+    reference_jobs = [r for r in jobs if "reference" in r.data.tags]
+    assert all(r.data.tags["mlflow.parentRunId"] == references_run.info.run_id for r in reference_jobs)
 
     assert repro(project) == set()
     assert len(mlflow_runs(project)) == len(ALL_STAGES) + len(jobs)
@@ -102,6 +104,8 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     train_run = next(r for r in runs if r.data.tags["dvc.stage"] == "train")
     assert [f.path for f in client.list_artifacts(train_run.info.run_id, "model")] == ["model/original.pt"]
     assert len(client.get_metric_history(train_run.info.run_id, "train_loss")) == 2
+    images_hash = json.loads((project / "data" / "prepared" / "meta.json").read_text())["sha256"]["images.pt"]
+    assert train_run.data.tags["data.sha256"] == images_hash and train_run.data.tags["version.dvc"][0].isdigit()
     prepare_run = next(r for r in runs if r.data.tags["dvc.stage"] == "prepare")
     assert {f.path for f in client.list_artifacts(prepare_run.info.run_id, "splits")} >= {
         "splits/forget.npy", "splits/remain.npy", "splits/test.npy", "splits/train.npy", "splits/meta.json"}

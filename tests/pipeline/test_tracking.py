@@ -29,6 +29,11 @@ def test_run_records_params_metrics_artifacts_and_tags(project, tmp_path, monkey
     assert record.data.tags["dvc.stage"] == "train"
     assert record.data.tags["mlflow.parentRunId"] == parent.run_id
     assert len(record.data.tags["git.commit"]) == 40 and record.data.tags["git.dirty"] in ("true", "false")
+    import torch
+
+    assert torch.__version__.startswith(record.data.tags["version.torch"])
+    assert record.data.tags["python"].count(".") == 2
+    assert "data.sha256" not in record.data.tags  # nothing prepared yet
     assert [m.value for m in client.get_metric_history(run.run_id, "loss")] == [1.0, 0.5]
     assert [f.path for f in client.list_artifacts(run.run_id, "model")] == ["model/weights.txt"]
     assert len(mlflow_runs(project)) == 2

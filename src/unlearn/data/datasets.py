@@ -88,6 +88,19 @@ def load_dataset(
     return data
 
 
+def dataset_source(name: str, *, root: str | Path = "data/raw", path: str | Path | None = None,
+                   download: bool = False) -> str:
+    """Where :func:`load_dataset` would read ``name`` from, without reading it; raises
+    :class:`DataError` (with what to do) when it is not there."""
+    if name == "digits":
+        return "embedded (scikit-learn)"
+    if path is not None:
+        if not Path(path).exists():
+            raise DataError(f"data.path = {path}: not found")
+        return str(path)
+    return str(_find_source(name, Path(root), download))
+
+
 def _load_digits() -> ImageData:
     from sklearn.datasets import load_digits
 

@@ -81,7 +81,8 @@ def test_class_track_splits_take_one_class_out_of_train_and_test():
 
 def test_class_track_refuses_a_missing_class_and_forgetting_every_class():
     train, test = np.arange(400), np.arange(400, 500)
-    with pytest.raises(ConfigError, match=r"class_track.forget_class = 12: the dataset has no such class \(labels are 0..9\)"):
+    message = r"class_track.forget_class = 12: the dataset has no such class \(labels are 0..9\)"
+    with pytest.raises(ConfigError, match=message):
         class_splits(LABELS, train, test, 12)
     with pytest.raises(ConfigError, match="forgetting every class leaves nothing to remain"):
         class_splits(np.zeros(50, dtype=int), np.arange(40), np.arange(40, 50), 0)

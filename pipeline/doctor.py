@@ -1,0 +1,78 @@
+"""``unlearn doctor``: is this workspace ready, and is it in sync with ``dvc.lock``?
+
+Prints the environment (Python, package versions, threads, GPU), whether params.yaml is
+valid, where the dataset comes from, whether the prepared data still matches its
+recorded hash, where MLflow writes, and which DVC stages are stale. Exit status 1 when
+something is broken (invalid params, missing dataset, damaged prepared data), else 0:
+stale stages are normal work for `dvc repro`, not an error.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.tracking import PREPARED_META, provenance, tracking_uri
+from unlearn.errors import UserError
+
+
+def doctor(root: Path = Path(".")) -> int:
+    problems = 0
+
+    def report(label: str, text: str, ok: bool = True) -> None:
+        nonlocal problems
+        problems += not ok
+        print(f"{'ok ' if ok else 'ERR'} {label:12s} {text}")
+
+    tags = provenance(root)
+    report("python", f"{tags.pop('python')} ({sys.executable})")
+    versions = [f"{key.removeprefix('version.')} {value}" for key, value in tags.items() if key.startswith("version.")]
+    report("packages", ", ".join(versions))
+    import torch
+
+    cuda = "available" if torch.cuda.is_available() else "not available"
+    report("torch", f"{torch.get_num_threads()} threads, CUDA {cuda}")
+    try:
+        from unlearn.config import load_params
+        from unlearn.data.datasets import dataset_source
+
+        params = load_params(root / "params.yaml")
+        report("params", f"{root / 'params.yaml'} is valid")
+        data = params.data
+        source = dataset_source(data.dataset, root=root / data.root, path=data.path, download=data.download)
+        report("dataset", f"{data.dataset}: {source}")
+    except UserError as exc:
+        report("params", str(exc), ok=False)
+    report("prepared", *_prepared_status(root))
+    report("mlflow", tracking_uri(root))
+    report("dvc", *_dvc_status(root))
+    print(f"\n{'all good' if not problems else f'{problems} problem(s) found'}")
+    return 1 if problems else 0
+
+
+def _prepared_status(root: Path) -> tuple[str, bool]:
+    from unlearn.io import file_sha256
+
+    meta_path = root / PREPARED_META
+    if not meta_path.exists():
+        return "not prepared yet (`dvc repro prepare`)", True
+    meta = json.loads(meta_path.read_text())
+    damaged = [name for name, digest in meta["sha256"].items()
+               if not (meta_path.parent / name).exists() or file_sha256(meta_path.parent / name) != digest]
+    if damaged:
+        return f"{meta_path.parent / damaged[0]}: missing or does not match its hash in {PREPARED_META}; " \
+               f"re-run `dvc repro prepare`", False
+    return f"{meta['dataset']}, {meta['counts']}, hashes match", True
+
+
+def _dvc_status(root: Path) -> tuple[str, bool]:
+    done = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"`dvc status` failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}", False
+    stale = sorted(json.loads(done.stdout or "{}"))
+    if not stale:
+        return "workspace in sync with dvc.lock", True
+    shown = ", ".join(stale[:5]) + (", ..." if len(stale) > 5 else "")
+    return f"{len(stale)} stage(s) stale ({shown}): run `dvc repro`", True
