@@ -113,9 +113,10 @@ def one_seed(images, labels, test_start, seed, args, settings, attack) -> tuple[
     return results, regime
 
 
-def _settings(args) -> dict:
-    params = load_params(args.params).unlearn
-    settings = {name: getattr(params, name) for name in RANDOM_TRACK}
+def settings_from(args, section: str = "unlearn", names=RANDOM_TRACK) -> dict:
+    """Each method's settings from ``params.yaml``'s ``section``, with ``--set`` overrides."""
+    params = getattr(load_params(args.params), section)
+    settings = {name: getattr(params, name) for name in names}
     for item in args.set:
         key, value = item.split("=", 1)
         name, field = key.split(".", 1)
@@ -124,14 +125,15 @@ def _settings(args) -> dict:
     return settings
 
 
-def _cell(values: list[float]) -> str:
+def cell(values: list[float], digits: int = 2) -> str:
+    """``mean ± std`` over seeds (the value alone for one seed)."""
     if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data, model and original / retrain recipe options both benchmarks share."""
     parser.add_argument("--dataset", choices=("digits", "cifar10"), default="digits")
     parser.add_argument("--cifar", default="../shared/data/cifar10-jpg.tar.gz")
     parser.add_argument("--train", type=int, default=4000, help="cifar10: train images used")
@@ -142,8 +144,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=128, help="original and retrain")
     parser.add_argument("--augment", action="store_true")
-    parser.add_argument("--forget", type=float, default=0.1)
     parser.add_argument("--lipschitz", type=float, default=None, help="FastClip target for original and retrain")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_training_arguments(parser)
+    parser.add_argument("--forget", type=float, default=0.1)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default=",".join(RANDOM_TRACK))
     parser.add_argument("--set", action="append", default=[], help="override, e.g. --set amun.lr=0.05")
@@ -153,7 +160,7 @@ def main() -> None:
     args = parser.parse_args()
     args.methods = args.methods.split(",")
     torch.set_num_threads(args.threads)
-    settings = _settings(args)
+    settings = settings_from(args)
     attack = load_params(args.params).adversarial
     images, labels, test_start = load(args)
     per_seed, regimes = [], []
@@ -169,16 +176,16 @@ def main() -> None:
               flush=True)
     print(f"\n{args.dataset}: {len(labels)} images, {args.model} width {args.width or 'default'}, {args.epochs} epochs, "
           f"batch {args.batch_size}, augment {args.augment}, lipschitz {args.lipschitz}; {len(per_seed)} seeds")
-    print(f"regime: original train acc {_cell([r['original_train_acc'] for r in regimes])}, original test acc "
-          f"{_cell([s['original']['test_acc'] for s in per_seed])}, retrain forget acc "
-          f"{_cell([s['retrain']['forget_acc'] for s in per_seed])}, retrain {_cell([r['retrain_s'] for r in regimes])} s\n")
+    print(f"regime: original train acc {cell([r['original_train_acc'] for r in regimes])}, original test acc "
+          f"{cell([s['original']['test_acc'] for s in per_seed])}, retrain forget acc "
+          f"{cell([s['retrain']['forget_acc'] for s in per_seed])}, retrain {cell([r['retrain_s'] for r in regimes])} s\n")
     for access, title in ((True, "with remain access"), (False, "without remain access")):
         rows = ["retrain", "original"] if access else ["retrain"]
         rows += [n for n in args.methods if per_seed[0][n]["remain_access"] == access]
         print(f"| {title} | " + " | ".join(COLUMNS) + " |")
         print("|---" * (len(COLUMNS) + 1) + "|")
         for name in rows:
-            cells = [_cell([s[name][c] for s in per_seed]) if c in per_seed[0][name] else "-" for c in COLUMNS]
+            cells = [cell([s[name][c] for s in per_seed]) if c in per_seed[0][name] else "-" for c in COLUMNS]
             print(f"| {name} | " + " | ".join(cells) + " |")
         print()
 

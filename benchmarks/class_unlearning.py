@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from amun import fit, load  # benchmarks/amun.py: the same data loading and training
+from amun import add_training_arguments, cell, fit, load, settings_from  # benchmarks/amun.py
 
 from unlearn.config import ForgetConfig, TrainConfig, load_params
 from unlearn.data import class_splits, make_splits
@@ -89,36 +89,9 @@ def one_seed(images, labels, test_start, seed, args, settings, mia_nn) -> dict:
     return {**results, "classes": classes}
 
 
-def _settings(args) -> dict:
-    params = load_params(args.params).unlearn_class
-    settings = {name: getattr(params, name) for name in CLASS_TRACK}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        name, field = key.split(".", 1)
-        current = getattr(settings[name], field)
-        settings[name] = settings[name].model_copy(update={field: type(current)(value)})
-    return settings
-
-
-def _cell(values: list[float], digits: int = 2) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=("digits", "cifar10"), default="digits")
-    parser.add_argument("--cifar", default="../shared/data/cifar10-jpg.tar.gz")
-    parser.add_argument("--train", type=int, default=4000, help="cifar10: train images used")
-    parser.add_argument("--test", type=int, default=1000, help="cifar10: test images used")
-    parser.add_argument("--model", default="small_cnn")
-    parser.add_argument("--width", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--batch-size", type=int, default=128, help="original and retrain")
-    parser.add_argument("--augment", action="store_true")
-    parser.add_argument("--lipschitz", type=float, default=None)
+    add_training_arguments(parser)
     parser.add_argument("--forget-class", type=int, default=1)
     parser.add_argument("--retrain-seeds", type=int, default=3)
     parser.add_argument("--seeds", default="0,1,2")
@@ -132,7 +105,7 @@ def main() -> None:
     args.methods = args.methods.split(",") if args.methods else []
     args.trw_betas = [float(b) for b in args.trw_betas.split(",") if b]
     torch.set_num_threads(args.threads)
-    settings = _settings(args)
+    settings = settings_from(args, "unlearn_class", CLASS_TRACK)
     mia_nn = load_params(args.params).mia_nn
     images, labels, test_start = load(args)
     per_seed = []
@@ -150,7 +123,7 @@ def main() -> None:
     print("| model | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for name in ["retrain", "original", *args.methods, *(f"trw beta={b:g}" for b in args.trw_betas)]:
-        cells = [_cell([s[name][c] for s in per_seed], 3 if c == "tv_to_retrain" else 2) if c in per_seed[0][name]
+        cells = [cell([s[name][c] for s in per_seed], 3 if c == "tv_to_retrain" else 2) if c in per_seed[0][name]
                  else "-" for c in COLUMNS]
         print(f"| {name} | " + " | ".join(cells) + " |")
     prior = [n for n in args.methods if n != "trw"]

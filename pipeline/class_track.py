@@ -40,12 +40,8 @@ def class_split(data: Prepared, params: Params) -> dict[str, np.ndarray]:
     """The class track's forget / remain / test / forget_test indices (see ``class_splits``)."""
     from unlearn.data import class_splits
 
-    forget_class = params.class_track.forget_class
-    classes = data.meta["classes"]
-    if forget_class >= len(classes):
-        raise ConfigError(f"params.yaml: class_track.forget_class = {forget_class}: the dataset has classes "
-                          f"0..{len(classes) - 1}")
-    return class_splits(data.labels.numpy(), data.splits["train"], data.splits["test"], forget_class)
+    return class_splits(data.labels.numpy(), data.splits["train"], data.splits["test"],
+                        params.class_track.forget_class)
 
 
 def retrain_seed(seed: int, k: int) -> int:
@@ -171,8 +167,10 @@ def evaluate_class(params: Params, run: TrackedRun, *models: str) -> None:
                            **{f"{key}_std": float(np.std([m[key] for m in per_seed])) for key in per_seed[0]},
                            "seeds": len(per_seed)}}
     where = {"retrain": np.mean([destinations(logits, inputs) for logits in retrained], axis=0)}
+    original = load_model("original", params, data.meta)
     for name in (m for m in models if m != "retrain"):
-        logits = predict(load_model(class_model(name), params, data.meta), data.images, batch)
+        model = original if name == "original" else load_model(class_model(name), params, data.meta)
+        logits = predict(model, data.images, batch)
         results[name] = measure(logits, retrained_probs)
         where[name] = destinations(logits, inputs)
     reference = results["retrain"]
@@ -187,7 +185,6 @@ def evaluate_class(params: Params, run: TrackedRun, *models: str) -> None:
         run.log_metrics({f"{k}.{name}": float(v) for k, v in metrics.items() if not isinstance(v, bool)})
     forget_class = params.class_track.forget_class
     trw = params.unlearn_class.trw
-    original = load_model("original", params, data.meta)
     landmarks = {"nearest_class": nearest_class(retrained_probs, forget_class),
                  "head_similar_class": int(class_similarity(final_linear(original).weight, forget_class,
                                                             pca_dim=trw.pca_dim, temperature=trw.temperature).argmax())}
