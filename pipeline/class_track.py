@@ -52,7 +52,7 @@ def retrain_seed(seed: int, k: int) -> int:
 def retrain_class(params: Params, run: TrackedRun) -> None:
     """The gold standard of the class track: ``retrain_seeds`` models trained from scratch
     (the ``train`` recipe) on every train sample outside the forgotten class."""
-    from pipeline.stages import runtime_path
+    from pipeline.stages import checkpoint_path, runtime_path
     from unlearn.execution import Job, run_jobs
 
     seeds = params.class_track.retrain_seeds
@@ -60,6 +60,8 @@ def retrain_class(params: Params, run: TrackedRun) -> None:
                 name=f"retrain_class {k}") for k in range(seeds)]
     seconds = run_jobs(jobs, workers=params.execution.workers, retries=params.execution.retries,
                        address=params.execution.address)
+    for k in range(seeds):  # kept until every job is done: a re-run after a crash skips finished models
+        checkpoint_path(f"retrain_class {k}").unlink(missing_ok=True)
     mean = sum(seconds) / len(seconds)
     write_json(runtime_path("class/retrain"), {"runtime_s": round(mean, 3), "seeds": seeds})
     run.log_metrics({"runtime_s": mean, "seeds": seeds})

@@ -36,6 +36,7 @@ METRICS_DIR = Path("metrics")
 PLOTS_DIR = Path("plots")
 REPORTS_DIR = Path("reports")
 CACHE_DIR = Path("data/cache")
+CHECKPOINTS = Path(".checkpoints")  # per-epoch training state; not an output, removed once a model is stored
 
 
 def split_path(name: str) -> Path:
@@ -149,6 +150,7 @@ def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
     model, rows = _train_model(name, params, data, data.splits[split], run)
     seconds = time.perf_counter() - start
     save_tensors(model_path(name), model.state_dict())
+    checkpoint_path(name).unlink(missing_ok=True)
     write_json(runtime_path(name), {"runtime_s": round(seconds, 3)})
     run.log_metrics({"runtime_s": seconds})
     _log_layer_norms(name, model, params, data.meta, run)
@@ -159,30 +161,66 @@ def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
     run.log_artifact(curve, "plots")
 
 
+def checkpoint_path(name: str) -> Path:
+    """Where the training of model ``name`` (e.g. "original", "reference 3") saves its epochs."""
+    return CHECKPOINTS / f"{name.replace(' ', '_')}.pt"
+
+
+def _fingerprint(name: str, params: Params, data: Prepared, indices: np.ndarray, seed: int) -> str:
+    """What a training depends on: its recipe, seed, samples, the prepared images and the library's code."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    import unlearn
+
+    digest = hashlib.sha256(json.dumps({
+        "name": name, "seed": seed, "model": params.model.model_dump(), "train": params.train.model_dump(),
+        "lipschitz": params.lipschitz.model_dump(), "images": data.meta["sha256"]["images.pt"],
+    }, sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(indices, dtype=np.int64).tobytes())
+    for source in sorted(Path(unlearn.__file__).parent.rglob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
 def _train_model(name: str, params: Params, data: Prepared, indices: np.ndarray, run: TrackedRun,
                  seed: int | None = None, metric_prefix: str = "") -> tuple[torch.nn.Module, list]:
     """A model built and trained from ``params`` (model, train, lipschitz) on ``indices``;
-    per-epoch metrics go to MLflow, their names prefixed by ``metric_prefix``."""
+    per-epoch metrics go to MLflow, their names prefixed by ``metric_prefix``.
+
+    Each epoch is checkpointed to :func:`checkpoint_path`; a re-run with the same
+    recipe, data and code resumes from the last one (the caller removes it once the
+    model is stored). Returns the model and every epoch's statistics."""
     import torch
 
+    from unlearn.checkpoint import EpochCheckpoint
     from unlearn.training import EpochStats, train_
 
     seed = params.seed if seed is None else seed
     model = _build_model(params, data.meta, seed)
     idx = torch.as_tensor(indices)
-    rows: list[EpochStats] = []
+    checkpoint = EpochCheckpoint(checkpoint_path(name), _fingerprint(name, params, data, indices, seed))
+
+    trained: list[EpochStats] = []
 
     def on_epoch(stats: EpochStats) -> None:
-        rows.append(stats)
+        trained.append(stats)
         log.info("%s epoch %d/%d: loss %.4f, acc %.2f%%, %.0f img/s", name, stats.epoch, params.train.epochs,
                  stats.loss, stats.accuracy, stats.images_per_s)
         run.log_metrics({f"{metric_prefix}{key}": value for key, value in (
             ("train_loss", stats.loss), ("train_acc", stats.accuracy), ("lr", stats.lr),
             ("images_per_s", stats.images_per_s))}, step=stats.epoch)
 
-    train_(model, data.images[idx], data.labels[idx], params.train, generator=torch.Generator().manual_seed(seed),
-           callbacks=_clipping(params, model, data.meta, seed), on_epoch=on_epoch, progress=_progress())
-    return model, rows
+    history = train_(model, data.images[idx], data.labels[idx], params.train,
+                     generator=torch.Generator().manual_seed(seed), callbacks=_clipping(params, model, data.meta, seed),
+                     on_epoch=on_epoch, progress=_progress(), checkpoint=checkpoint)
+    resumed = len(history) - len(trained)
+    if resumed:
+        log.info("%s: resumed after epoch %d from %s", name, resumed, checkpoint.path)
+        run.set_tags({f"{metric_prefix}resumed_after_epoch": str(resumed)})
+    return model, history
 
 
 def _clipping(params: Params, model: torch.nn.Module, meta: dict, seed: int) -> list:

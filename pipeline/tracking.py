@@ -86,7 +86,8 @@ def _artifact_location(uri: str) -> str | None:
 class TrackedRun:
     """An MLflow run (a stage execution, or a flow execution); every call is failure-tolerant.
 
-    Use as a context manager; the run ends FINISHED, or FAILED if the body raised.
+    Use as a context manager; the run ends FINISHED, KILLED on Ctrl-C or SIGTERM, or FAILED
+    if the body raised.
     A run is nested under ``parent`` (a run id), else under ``UNLEARN_PARENT_RUN_ID`` when
     set; one started while another is active in this process (a job run in the stage's
     own process) is nested under it.
@@ -112,7 +113,8 @@ class TrackedRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        status = "FINISHED" if exc_type is None else "FAILED"
+        status = ("FINISHED" if exc_type is None
+                  else "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
         self._call("end the run", lambda: self._mlflow.end_run(status=status))
         if self.failed:
             log.warning("MLflow (%s): not logged for %s: %s. The outputs are written; "

@@ -5,16 +5,20 @@ clipping, plugged in by later stages)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from unlearn.config import TrainConfig
+
+if TYPE_CHECKING:
+    from unlearn.checkpoint import EpochCheckpoint
 
 
 class Callback:
@@ -28,6 +32,13 @@ class Callback:
 
     def on_train_end(self, model: nn.Module) -> None:
         """After the last epoch."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must keep for training to resume exactly (tensors and plain data)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,7 @@ def train_(
     soft_labels: torch.Tensor | None = None,
     penalty: Callable[[nn.Module, int], torch.Tensor] | None = None,
     no_augment: torch.Tensor | None = None,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> list[EpochStats]:
     """Train ``model`` in place on ``images`` ((N, C, H, W), uint8 pixels or float in [0, 1])
     and ``labels`` (int64, (N,)).
@@ -124,6 +136,11 @@ def train_(
     training is deterministic on CPU for a given generator state. Returns the
     per-epoch statistics (the loss without the penalty), also passed to ``on_epoch``.
     With ``cfg.augment``, samples flagged in the boolean ``no_augment`` (N,) are used as they are.
+
+    With ``checkpoint``, the state after every epoch is saved there, and a matching saved
+    state is resumed from: the result is bit-identical to an uninterrupted run (CPU), the
+    returned history includes the restored epochs, but ``on_epoch`` is called for the new
+    epochs only. The caller removes the file once the result is safely stored.
     """
     from tqdm.auto import tqdm
 
@@ -132,8 +149,11 @@ def train_(
     history: list[EpochStats] = []
     step = 0
     n = len(images)
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        step, history = _restore(saved, model, optimizer, scheduler, generator, callbacks)
     with train_mode(model):
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
             start = time.perf_counter()
             for callback in callbacks:
                 callback.on_epoch_start(model, epoch)
@@ -170,8 +190,31 @@ def train_(
             stats = EpochStats(epoch, total_loss.item() / n, 100.0 * correct.item() / n, lr,
                                time.perf_counter() - start, n)
             history.append(stats)
+            if checkpoint is not None:
+                checkpoint.save(_snapshot(step, history, model, optimizer, scheduler, generator, callbacks))
             if on_epoch is not None:
                 on_epoch(stats)
         for callback in callbacks:
             callback.on_train_end(model)
     return history
+
+
+def _snapshot(step: int, history: list[EpochStats], model: nn.Module, optimizer: torch.optim.Optimizer,
+              scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
+              callbacks: Sequence[Callback]) -> dict[str, Any]:
+    return {"step": step, "history": [dataclasses.asdict(stats) for stats in history],
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "generator": generator.get_state(), "callbacks": [callback.state_dict() for callback in callbacks]}
+
+
+def _restore(saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
+             callbacks: Sequence[Callback]) -> tuple[int, list[EpochStats]]:
+    """Load a :func:`_snapshot` into the training objects; returns the step count and history."""
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    generator.set_state(saved["generator"])
+    for callback, state in zip(callbacks, saved["callbacks"], strict=True):
+        callback.load_state_dict(state)
+    return saved["step"], [EpochStats(**stats) for stats in saved["history"]]

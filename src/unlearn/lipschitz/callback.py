@@ -90,6 +90,14 @@ class FastClip(Callback):
     def on_train_end(self, model: nn.Module) -> None:
         self.clip_all()
 
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "vectors": dict(self.vectors), "sigmas": dict(self.sigmas)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.vectors = dict(state["vectors"])
+        self.sigmas = dict(state["sigmas"])
+
     def _track_and_clip(self, layer: AffineLayer) -> None:
         # two random extra vectors let the iteration leave a direction clipped last time
         sigmas, vector = top_singular(layer.module, layer.input_shape, 1, self.iters, oversample=2,

@@ -1,0 +1,57 @@
+"""A stage killed mid-training (SIGTERM or SIGKILL): `dvc repro` afterwards resumes from
+the last epoch checkpoint and gives bit-identical outputs to an uninterrupted run."""
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import git, write_params
+
+OUTPUTS = ("data/models/original.pt", "plots/train/original.csv")
+
+
+def _hashes(root):
+    return {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in OUTPUTS}
+
+
+def _kill_mid_training(root, sig):
+    """Start `dvc repro train`, wait for its first epoch checkpoint, send ``sig`` to the stage's process group."""
+    proc = subprocess.Popen(["dvc", "repro", "train"], cwd=root, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    checkpoint = root / ".checkpoints" / "original.pt"
+    deadline = time.monotonic() + 180
+    while not checkpoint.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.05)
+    os.killpg(proc.pid, sig)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode != 0, output
+    return output
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(project):
+    write_params(project, {"train": {"epochs": 12}})
+    for stage in ("prepare", "train"):  # the uninterrupted reference, outside DVC (no run cache entry)
+        assert subprocess.run([sys.executable, "-m", "pipeline", stage], cwd=project).returncode == 0
+    reference = _hashes(project)
+    assert not (project / ".checkpoints" / "original.pt").exists()  # removed once the model is stored
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        # forget earlier runs, so that DVC must run the stage rather than check out a cached result
+        shutil.rmtree(project / "data" / "models", ignore_errors=True)
+        shutil.rmtree(project / ".dvc" / "cache", ignore_errors=True)
+        git(project, "checkout", "dvc.lock")
+        output = _kill_mid_training(project, sig)
+        assert not (project / "data" / "models" / "original.pt").exists()
+        assert not list((project / "data" / "models").glob(".*.tmp")), "a temporary file was left behind"
+        if sig == signal.SIGTERM:
+            assert "train interrupted (SIGTERM)" in output
+        done = subprocess.run(["dvc", "repro", "train"], cwd=project, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "original: resumed after epoch" in done.stderr + done.stdout
+        assert _hashes(project) == reference, sig
+        assert not (project / ".checkpoints" / "original.pt").exists()
