@@ -1,4 +1,5 @@
-"""The ``unlearn`` command: ``unlearn run`` (the Prefect flow), ``unlearn stage`` and ``unlearn doctor``."""
+"""The ``unlearn`` command: ``unlearn run`` (the Prefect flow), ``unlearn stage``, ``unlearn doctor``
+and ``unlearn sync-mlflow``."""
 
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     stage = sub.add_parser("stage", help="run one stage directly (what dvc.yaml's cmd calls)")
     stage.add_argument("stage_args", nargs=argparse.REMAINDER)
     sub.add_parser("doctor", help="environment, params, dataset, prepared data and DVC sync status")
+    sub.add_parser("sync-mlflow", help="log the runs a tracking fault left in .unlearn/mlflow-pending")
     args = parser.parse_args(argv)
 
+    if args.command == "sync-mlflow":
+        from pipeline.mlflow_sync import main as sync_main
+
+        return sync_main()
     if args.command == "doctor":
         from pipeline.doctor import doctor
 

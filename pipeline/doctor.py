@@ -2,7 +2,8 @@
 
 Prints the environment (Python, package versions, threads, GPU), whether params.yaml is
 valid, where the dataset comes from, whether the prepared data still matches its
-recorded hash, where MLflow writes, and which DVC stages are stale. Exit status 1 when
+recorded hash, where MLflow writes (and how many runs wait for ``unlearn sync-mlflow``),
+and which DVC stages are stale. Exit status 1 when
 something is broken (invalid params, missing dataset, damaged prepared data), else 0:
 stale stages are normal work for `dvc repro`, not an error.
 """
@@ -46,7 +47,7 @@ def doctor(root: Path = Path(".")) -> int:
     except UserError as exc:
         report("params", str(exc), ok=False)
     report("prepared", *_prepared_status(root))
-    report("mlflow", tracking_uri(root))
+    report("mlflow", _mlflow_status(root))
     report("dvc", *_dvc_status(root))
     print(f"\n{'all good' if not problems else f'{problems} problem(s) found'}")
     return 1 if problems else 0
@@ -65,6 +66,13 @@ def _prepared_status(root: Path) -> tuple[str, bool]:
         return f"{meta_path.parent / damaged[0]}: missing or does not match its hash in {PREPARED_META}; " \
                f"re-run `dvc repro prepare`", False
     return f"{meta['dataset']}, {meta['counts']}, hashes match", True
+
+
+def _mlflow_status(root: Path) -> str:
+    from pipeline.mlflow_sync import pending_runs
+
+    waiting = len(pending_runs(root))
+    return tracking_uri(root) + (f"; {waiting} run(s) not logged yet: run `unlearn sync-mlflow`" if waiting else "")
 
 
 def _dvc_status(root: Path) -> tuple[str, bool]:

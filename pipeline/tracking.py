@@ -5,16 +5,22 @@ overridden by ``MLFLOW_TRACKING_URI``. Runs carry the DVC stage name, the git
 commit and whether the tree was dirty, the package versions and the input data's
 hash, the process that ran them (host:pid), the stage's params, its metrics and its
 artifacts. Tracking never stops a stage: if
-the store is unreachable, the stage still writes its outputs and the first failure
-is reported on stderr, with what was not logged.
+the store is unreachable or locked, the stage still writes its outputs, the first
+failure is reported on stderr with what was not logged, and what was not logged is
+kept in ``.unlearn/mlflow-pending`` (with copies of its artifacts) until
+``unlearn sync-mlflow`` logs it (:mod:`pipeline.mlflow_sync`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,6 +28,7 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "unlearn"
 PARENT_RUN_ENV = "UNLEARN_PARENT_RUN_ID"
+PENDING = Path(".unlearn/mlflow-pending")  # one folder per run with something not logged
 
 
 def tracking_uri(root: Path = Path(".")) -> str:
@@ -50,7 +57,6 @@ def provenance(root: Path = Path(".")) -> dict[str, str]:
     """What a result depends on beyond its params: ``python``, ``version.<package>`` for the
     packages the pipeline uses, and ``data.sha256`` (the prepared images' hash, once
     ``prepare`` has run in ``root``)."""
-    import json
     import platform
     from importlib import metadata
 
@@ -83,6 +89,24 @@ def _artifact_location(uri: str) -> str | None:
     return None
 
 
+def experiment_id(client, uri: str) -> str:
+    """The id of the project's experiment in ``client``'s store, created on first use."""
+    from mlflow.exceptions import MlflowException
+
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=_artifact_location(uri))
+    except MlflowException:  # created concurrently by another stage
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class TrackedRun:
     """An MLflow run (a stage execution, or a flow execution); every call is failure-tolerant.
 
@@ -104,73 +128,101 @@ class TrackedRun:
         self._run_id: str | None = None
         self.failed: str | None = None
         self.not_logged: list[str] = []
+        self._pending: list[dict[str, Any]] = []  # what was not logged, for `unlearn sync-mlflow`
+        self._journal: Path | None = None
 
     def __enter__(self) -> "TrackedRun":
+        self._start_time = _now_ms()
+        self._all_tags = {**git_state(), **provenance(),
+                          "unlearn.process": f"{socket.gethostname()}:{os.getpid()}", **self.tags}
+        self._all_tags["mlflow.source.git.commit"] = self._all_tags["git.commit"]
+        parent = self.parent or os.environ.get(PARENT_RUN_ENV)
+        if parent:
+            self._all_tags["mlflow.parentRunId"] = parent
+        self._flat_params: dict[str, Any] = {}
+        for section, value in self.params.items():
+            self._flat_params.update(flatten(section, value))
         try:
             self._start()
         except Exception as exc:  # tracking must never stop the stage
             self._fail("start the run", exc)
+            self.not_logged.append("start the run")
+            self._pending.append({"op": "start"})
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         status = ("FINISHED" if exc_type is None
                   else "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
-        self._call("end the run", lambda: self._mlflow.end_run(status=status))
+        self._call("end the run", lambda: self._mlflow.end_run(status=status),
+                   {"op": "end", "status": status, "timestamp": _now_ms()})
         if self.failed:
-            log.warning("MLflow (%s): not logged for %s: %s. The outputs are written; "
-                        "fix the tracking store and re-run to log it.",
-                        self.uri, self.name, ", ".join(self.not_logged))
+            if self._run_id is not None:  # leave no run active in this process; the journal still ends it
+                with contextlib.suppress(Exception):
+                    self._mlflow.end_run(status=status)
+            self._write_journal()
+            log.warning("MLflow (%s): not logged for %s: %s. The outputs are written; what was not logged is "
+                        "kept in %s: run `unlearn sync-mlflow` once the store works.",
+                        self.uri, self.name, ", ".join(self.not_logged), self._journal)
 
     def _start(self) -> None:
         import mlflow
 
         self._mlflow = mlflow
         mlflow.set_tracking_uri(self.uri)
-        name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
-        if mlflow.get_experiment_by_name(name) is None:
-            try:
-                mlflow.create_experiment(name, artifact_location=_artifact_location(self.uri))
-            except mlflow.exceptions.MlflowException:
-                pass  # created concurrently by another stage
-        mlflow.set_experiment(name)
-        tags = {**git_state(), **provenance(), "unlearn.process": f"{socket.gethostname()}:{os.getpid()}",
-                **self.tags}
-        tags["mlflow.source.git.commit"] = tags["git.commit"]
-        parent = self.parent or os.environ.get(PARENT_RUN_ENV)
-        if parent:
-            tags["mlflow.parentRunId"] = parent
-        run = mlflow.start_run(run_name=self.name, tags=tags, nested=mlflow.active_run() is not None)
+        mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(self.uri), self.uri))
+        run = mlflow.start_run(run_name=self.name, tags=self._all_tags, nested=mlflow.active_run() is not None)
         self._run_id = run.info.run_id
-        flat: dict[str, Any] = {}
-        for section, value in self.params.items():
-            flat.update(flatten(section, value))
-        if flat:
-            mlflow.log_params(flat)
+        if self._flat_params:
+            mlflow.log_params(self._flat_params)
 
-    def _call(self, what: str, fn) -> None:
-        """Run one MLflow call; after the first failure (or a failed start), only record what was skipped."""
-        if self.failed:
-            self.not_logged.append(what)
-            return
-        try:
-            fn()
-        except Exception as exc:  # tracking must never stop the stage
-            self._fail(what, exc)
+    def _call(self, what: str, fn, op: dict[str, Any]) -> None:
+        """Run one MLflow call; after the first failure (or a failed start), only record what was
+        skipped, as ``op`` (a JSON-able description that :mod:`pipeline.mlflow_sync` replays)."""
+        if not self.failed:
+            try:
+                fn()
+                return
+            except Exception as exc:  # tracking must never stop the stage
+                self._fail(what, exc)
+        self.not_logged.append(what)
+        self._pending.append(op)
 
     def _fail(self, what: str, exc: Exception) -> None:
         self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        self.not_logged.append(what)
         log.warning("MLflow (%s) failed to %s: %s", self.uri, what, self.failed)
 
+    def _pending_dir(self) -> Path:
+        if self._journal is None:
+            self._journal = PENDING / f"{self._start_time}-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+            (self._journal / "artifacts").mkdir(parents=True, exist_ok=True)
+        return self._journal
+
+    def _write_journal(self) -> None:
+        """``<pending dir>/run.json``: the run's identity and every operation that was not logged."""
+        from unlearn.io import write_json
+
+        write_json(self._pending_dir() / "run.json", {
+            "name": self.name, "run_id": self._run_id, "uri": self.uri, "start_time": self._start_time,
+            "tags": self._all_tags, "params": {key: str(value) for key, value in self._flat_params.items()},
+            "ops": self._pending})
+
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        op = {"op": "metrics", "metrics": {key: float(value) for key, value in metrics.items()}, "step": step,
+              "timestamp": _now_ms()}
         self._call(f"metrics{'' if step is None else f' (step {step})'}",
-                   lambda: self._mlflow.log_metrics(dict(metrics), step=step))
+                   lambda: self._mlflow.log_metrics(dict(metrics), step=step), op)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self._call(f"artifact {path}", lambda: self._mlflow.log_artifact(str(path), artifact_path))
+        op: dict[str, Any] = {"op": "artifact", "name": Path(path).name, "artifact_path": artifact_path}
+        self._call(f"artifact {path}", lambda: self._mlflow.log_artifact(str(path), artifact_path), op)
+        if self._pending and self._pending[-1] is op:  # keep the file as it is now: the output may change later
+            folder = self._pending_dir() / "artifacts" / str(len(self._pending))
+            folder.mkdir()
+            shutil.copyfile(path, folder / op["name"])
+            op["file"] = f"artifacts/{folder.name}/{op['name']}"
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._call("tags", lambda: self._mlflow.set_tags(dict(tags)))
+        self._call("tags", lambda: self._mlflow.set_tags(dict(tags)), {"op": "tags", "tags": dict(tags)})
 
     @property
     def run_id(self) -> str | None:
