@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
+import re
 import signal
 import sys
 
@@ -18,6 +20,7 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
     from unlearn.config import load_params
 
     stage = STAGES[name]
+    _check_items(name, stage.fn, items)
     params = load_params(params_file)
     sections = {}
     for section in (*stage.sections, *stage.untracked):  # e.g. "unlearn.${key}" -> params.unlearn.<item>
@@ -27,6 +30,19 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
     addressing = os.environ.get("DVC_STAGE") or " ".join([name, *items])
     with TrackedRun(addressing, sections, tags={"dvc.stage": addressing}) as run:
         stage.fn(params, run, *items)
+
+
+def _check_items(stage: str, fn, items: list[str]) -> None:
+    """The items must fit the stage function's signature after ``(params, run)`` and be plain names."""
+    slots = list(inspect.signature(fn).parameters.values())[2:]
+    fixed = [slot.name for slot in slots if slot.kind is not slot.VAR_POSITIONAL]
+    variadic = [slot.name for slot in slots if slot.kind is slot.VAR_POSITIONAL]
+    if len(items) < len(fixed) + len(variadic) or (not variadic and len(items) > len(fixed)):
+        expected = " ".join([*(f"<{slot}>" for slot in fixed), *(f"<{slot}> ..." for slot in variadic)])
+        raise ConfigError(f"{stage}: takes {expected or 'no items'}; got {' '.join(map(repr, items)) or 'none'}")
+    for item in items:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*", item):
+            raise ConfigError(f"{stage}: item {item!r} is not a name (letters, digits, '_' and '-')")
 
 
 def _section(params, key: str, stage: str):

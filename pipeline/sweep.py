@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.tracking import TrackedRun
 from unlearn.config import Params
-from unlearn.errors import DataError
+from unlearn.errors import ConfigError, DataError
 from unlearn.io import read_json, write_json, write_text
 
 SWEEP = Path("data/sweep")
@@ -66,6 +66,8 @@ def sweep_cell(params: Params, run: TrackedRun, seed: str, forget_seed: str) -> 
     from unlearn.evaluation.gap import SVC_KEYS
     from unlearn.protocol import run_method
 
+    if not (seed.isdigit() and forget_seed.isdigit()):
+        raise ConfigError(f"sweep_cell: takes <seed> <forget_seed> as integers >= 0; got {seed!r} {forget_seed!r}")
     tuned = read_json(TUNED)
     seed_value, forget_value = int(seed), int(forget_seed)
     cell = _cell(params, seed_value, forget_value)

@@ -539,6 +539,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (run from the project root)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not text.strip():
+        raise ConfigError(f"{path}: is empty; it must hold the params sections ({', '.join(Params.model_fields)})")
     try:
         raw = yaml.load(text, Loader=_YamlLoader)
     except yaml.YAMLError as exc:

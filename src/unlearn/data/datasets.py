@@ -196,7 +196,9 @@ def _decode_members(members: Iterable[tuple[PurePosixPath, bytes]], where: str) 
         try:
             with Image.open(io.BytesIO(payload)) as img:
                 pixels = np.asarray(img.convert("L" if img.mode in ("L", "1", "I;16") else "RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except UnidentifiedImageError:
+            raise DataError(f"{where}: unreadable image {member} (not an image format Pillow can decode)") from None
+        except (OSError, ValueError) as exc:
             raise DataError(f"{where}: unreadable image {member} ({exc})") from None
         samples[parts[-3]].append((parts[-2], pixels))
     if not samples["train"] or not samples["test"]:
