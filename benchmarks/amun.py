@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unlearn.attacks import adversarial_set, calibrate_eps_init
+from unlearn.attacks import adversarial_set, choose_eps_init
 from unlearn.config import ForgetConfig, TrainConfig, load_params
 from unlearn.data import load_dataset, make_splits
 from unlearn.evaluation import accuracy, avg_gap, predict, split_metrics
@@ -92,9 +92,7 @@ def one_seed(images, labels, test_start, seed, args, settings, attack) -> tuple[
     forget = torch.as_tensor(split.forget)
     x, y = to_float(images[forget]), labels[forget]
     start = time.perf_counter()
-    calibration = np.sort(np.random.default_rng([seed, 3]).permutation(len(forget))[:attack.calibration_samples])
-    eps_init = attack.eps_init or calibrate_eps_init(original, x[calibration], y[calibration],
-                                                     success=attack.calibration_success, steps=attack.calibration_steps)
+    eps_init = choose_eps_init(original, x, y, attack, seed)
     found = adversarial_set(original, x, y, eps_init=eps_init, steps=attack.steps, max_doublings=attack.max_doublings)
     adversarial_s = time.perf_counter() - start
     regime.update(eps_init=eps_init, adversarial_s=adversarial_s, capped=int(found.capped.sum()))

@@ -156,7 +156,7 @@ def evaluate_class(params: Params, run: TrackedRun, *models: str) -> None:
         metrics = class_metrics(logits, data.labels, split, retrained_probs, params.class_track.forget_class,
                                 params.mia_nn, params.seed)
         scores = attack_scores(logits, reference_logits, keep, data.labels, data.splits["test"], params.mia,
-                               params.seed)["rmia"]
+                               params.seed, attacks=("rmia",))["rmia"]
         metrics["mia_rmia_auc"] = roc_metrics(scores[split["forget"]], scores[split["forget_test"]], seed=params.seed,
                                               repeats=params.mia.repeats)["auc"]
         return metrics

@@ -348,10 +348,9 @@ def adversarial(params: Params, run: TrackedRun) -> None:
     at (close to) the smallest L2 budget on a doubling grid, labelled with the model's prediction."""
     import time
 
-    import numpy as np
     import torch
 
-    from unlearn.attacks import adversarial_set, calibrate_eps_init
+    from unlearn.attacks import adversarial_set, choose_eps_init
     from unlearn.training import to_float
 
     cfg = params.adversarial
@@ -359,12 +358,8 @@ def adversarial(params: Params, run: TrackedRun) -> None:
     model = load_model("original", params, data.meta)
     forget = torch.as_tensor(data.splits["forget"])
     x, y = to_float(data.images[forget]), data.labels[forget]
-    eps_init = cfg.eps_init
     start = time.perf_counter()
-    if eps_init is None:
-        chosen = np.sort(np.random.default_rng([params.seed, 3]).permutation(len(forget))[:cfg.calibration_samples])
-        eps_init = calibrate_eps_init(model, x[chosen], y[chosen], success=cfg.calibration_success,
-                                      steps=cfg.calibration_steps)
+    eps_init = choose_eps_init(model, x, y, cfg, params.seed)
     calibration_s = time.perf_counter() - start
     start = time.perf_counter()
     found = adversarial_set(model, x, y, eps_init=eps_init, steps=cfg.steps, max_doublings=cfg.max_doublings,

@@ -37,7 +37,7 @@ class CellModels:
 def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | None, params: Params, seed: int,
                  forget_seed: int) -> CellModels:
     """Splits, original and retrained models, D_A and their metrics for one cell."""
-    from unlearn.attacks import adversarial_set, calibrate_eps_init
+    from unlearn.attacks import adversarial_set, choose_eps_init
     from unlearn.data import make_splits
     from unlearn.evaluation import predict, split_metrics
     from unlearn.training import to_float
@@ -57,9 +57,7 @@ def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | N
     forget = torch.as_tensor(split.forget)
     x, y = to_float(images[forget]), labels[forget]
     start = time.perf_counter()
-    chosen = np.sort(np.random.default_rng([seed, 3]).permutation(len(forget))[:cfg.calibration_samples])
-    eps_init = cfg.eps_init or calibrate_eps_init(original, x[chosen], y[chosen], success=cfg.calibration_success,
-                                                  steps=cfg.calibration_steps)
+    eps_init = choose_eps_init(original, x, y, cfg, seed)
     found = adversarial_set(original, x, y, eps_init=eps_init, steps=cfg.steps, max_doublings=cfg.max_doublings,
                             batch_size=cfg.batch_size)
     adversarial_s = time.perf_counter() - start

@@ -5,12 +5,17 @@ smallest L2 budget on a doubling grid (Ebrahimpour-Boroojeny, Sundaram, Chandras
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 
 from unlearn.attacks.pgd import pgd_l2
 from unlearn.training import train_mode
+
+if TYPE_CHECKING:
+    from unlearn.config import AdversarialConfig
 
 
 @dataclass(frozen=True)
@@ -90,3 +95,14 @@ def calibrate_eps_init(model: nn.Module, images: torch.Tensor, labels: torch.Ten
         raise ValueError(f"success must be in (0, 1], got {success}")
     found = adversarial_set(model, images, labels, eps_init=start, steps=steps, max_doublings=20)
     return max(float(torch.quantile(found.distance, success)), start)
+
+
+def choose_eps_init(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: AdversarialConfig,
+                    seed: int) -> float:
+    """D_A's first budget: ``cfg.eps_init`` when set, else :func:`calibrate_eps_init` on a
+    seeded random ``cfg.calibration_samples`` of ``images`` (the forget set)."""
+    if cfg.eps_init is not None:
+        return cfg.eps_init
+    chosen = np.sort(np.random.default_rng([seed, 3]).permutation(len(images))[:cfg.calibration_samples])
+    return calibrate_eps_init(model, images[chosen], labels[chosen], success=cfg.calibration_success,
+                              steps=cfg.calibration_steps)

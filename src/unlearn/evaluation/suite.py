@@ -3,7 +3,7 @@ scored forget vs test and remain vs test."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -20,17 +20,20 @@ def population(test: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def attack_scores(target_logits: torch.Tensor, reference_logits: torch.Tensor, keep: np.ndarray,
-                  labels: torch.Tensor, test: np.ndarray, cfg: MiaConfig, seed: int) -> dict[str, np.ndarray]:
-    """Per-sample membership scores (N,) of ``rmia`` and ``lira`` for a model's logits (N, C),
-    given the reference models' logits (K, N, C) and their keep matrix (K, N)."""
+                  labels: torch.Tensor, test: np.ndarray, cfg: MiaConfig, seed: int,
+                  attacks: Sequence[str] = ("rmia", "lira")) -> dict[str, np.ndarray]:
+    """Per-sample membership scores (N,) of each of ``attacks`` (``rmia``, ``lira``) for a model's
+    logits (N, C), given the reference models' logits (K, N, C) and their keep matrix (K, N)."""
     signal = {"kind": cfg.signal, "temperature": cfg.temperature, "margin": cfg.margin, "order": cfg.order}
-    return {
-        "rmia": rmia(true_class_probability(target_logits, labels, **signal),
-                     true_class_probability(reference_logits, labels, **signal), keep,
-                     population(test, cfg.population, seed), gamma=cfg.gamma, a=cfg.a, online=cfg.online),
-        "lira": lira(scaled_logit(target_logits, labels), scaled_logit(reference_logits, labels), keep,
-                     online=cfg.online, fixed_variance=cfg.fixed_variance),
-    }
+    scores = {}
+    if "rmia" in attacks:
+        scores["rmia"] = rmia(true_class_probability(target_logits, labels, **signal),
+                              true_class_probability(reference_logits, labels, **signal), keep,
+                              population(test, cfg.population, seed), gamma=cfg.gamma, a=cfg.a, online=cfg.online)
+    if "lira" in attacks:
+        scores["lira"] = lira(scaled_logit(target_logits, labels), scaled_logit(reference_logits, labels), keep,
+                              online=cfg.online, fixed_variance=cfg.fixed_variance)
+    return scores
 
 
 def attack_metrics(scores: Mapping[str, np.ndarray], splits: Mapping[str, np.ndarray], cfg: MiaConfig,

@@ -7,7 +7,7 @@ from tests.conftest import ROOT
 from unlearn.config import RemainOptionalConfig, ScrubConfig, TrainConfig, UnlearnClassConfig, load_params
 from unlearn.data import load_dataset
 from unlearn.models import create_model
-from unlearn.training import to_float, train_
+from unlearn.training import train_
 from unlearn.unlearning import METHODS, ForgetTask
 from unlearn.unlearning.class_baselines import boundary_expanding, scrub
 
