@@ -166,7 +166,7 @@ def checkpoint_path(name: str) -> Path:
     return CHECKPOINTS / f"{name.replace(' ', '_')}.pt"
 
 
-def _fingerprint(name: str, params: Params, data: Prepared, indices: np.ndarray, seed: int) -> str:
+def training_fingerprint(name: str, params: Params, data: Prepared, indices: np.ndarray, seed: int) -> str:
     """What a training depends on: its recipe, seed, samples, the prepared images and the library's code."""
     import hashlib
     import json
@@ -201,7 +201,7 @@ def _train_model(name: str, params: Params, data: Prepared, indices: np.ndarray,
     seed = params.seed if seed is None else seed
     model = _build_model(params, data.meta, seed)
     idx = torch.as_tensor(indices)
-    checkpoint = EpochCheckpoint(checkpoint_path(name), _fingerprint(name, params, data, indices, seed))
+    checkpoint = EpochCheckpoint(checkpoint_path(name), training_fingerprint(name, params, data, indices, seed))
 
     trained: list[EpochStats] = []
 

@@ -27,11 +27,30 @@ def cell_path(seed: int, forget_seed: int) -> Path:
 
 
 def _cell(params: Params, seed: int, forget_seed: int):
-    from pipeline.stages import load_prepared
+    """The cell's models, their trainings checkpointed per epoch (see :func:`_remove_checkpoints`)."""
+    from pipeline.stages import checkpoint_path, load_prepared, training_fingerprint
+    from unlearn.checkpoint import EpochCheckpoint
     from unlearn.protocol import prepare_cell
 
     data = load_prepared()
-    return prepare_cell(data.images, data.labels, data.meta.get("test_start"), params, seed, forget_seed)
+
+    def checkpoint(name: str, indices) -> EpochCheckpoint:
+        name = _cell_model(seed, forget_seed, name)
+        return EpochCheckpoint(checkpoint_path(name), training_fingerprint(name, params, data, indices, seed))
+
+    return prepare_cell(data.images, data.labels, data.meta.get("test_start"), params, seed, forget_seed, checkpoint)
+
+
+def _cell_model(seed: int, forget_seed: int, name: str) -> str:
+    return f"sweep seed{seed}-forget{forget_seed} {name}"
+
+
+def _remove_checkpoints(seed: int, forget_seed: int) -> None:
+    """Once the stage's outputs are written: a crash before that resumes the cell's trainings."""
+    from pipeline.stages import checkpoint_path
+
+    for name in ("original", "retrain"):
+        checkpoint_path(_cell_model(seed, forget_seed, name)).unlink(missing_ok=True)
 
 
 def tune(params: Params, run: TrackedRun) -> None:
@@ -58,6 +77,7 @@ def tune(params: Params, run: TrackedRun) -> None:
             parent.log_metrics({"best_lr": best, "best_avg_gap_svc": gaps[best]})
         tuned[method] = {"lr": best, "avg_gap_svc": {f"{lr:g}": round(gap, 4) for lr, gap in gaps.items()}}
     write_json(TUNED, tuned)
+    _remove_checkpoints(sweep.tuning_seed, sweep.tuning_forget_seed)
 
 
 def sweep_cell(params: Params, run: TrackedRun, seed: str, forget_seed: str) -> None:
@@ -81,6 +101,7 @@ def sweep_cell(params: Params, run: TrackedRun, seed: str, forget_seed: str) -> 
         cfg = getattr(params.unlearn, method).model_copy(update={"lr": tuned[method]["lr"]})
         results[method] = run_method(cell, method, cfg, seed_value)
     write_json(cell_path(seed_value, forget_value), results)
+    _remove_checkpoints(seed_value, forget_value)
     run.log_metrics({f"avg_gap_svc.{name}": float(m["avg_gap_svc"]) for name, m in results.items()})
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
+from unlearn.checkpoint import EpochCheckpoint
 from unlearn.config import Params
 
 
@@ -35,8 +37,12 @@ class CellModels:
 
 
 def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | None, params: Params, seed: int,
-                 forget_seed: int) -> CellModels:
-    """Splits, original and retrained models, D_A and their metrics for one cell."""
+                 forget_seed: int, checkpoint: Callable[[str, np.ndarray], EpochCheckpoint] | None = None
+                 ) -> CellModels:
+    """Splits, original and retrained models, D_A and their metrics for one cell.
+
+    With ``checkpoint``, ``checkpoint(name, train_indices)`` gives the per-epoch checkpoint
+    of the ``original`` and the ``retrain`` training (see :func:`unlearn.training.train_`)."""
     from unlearn.attacks import adversarial_set, choose_eps_init
     from unlearn.data import make_splits
     from unlearn.evaluation import predict, split_metrics
@@ -48,8 +54,12 @@ def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | N
     pixels = to_float(images[torch.as_tensor(split.train)])
     stats = {"mean": pixels.mean(dim=(0, 2, 3)).tolist(), "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
     num_classes = int(labels.max()) + 1
-    original, _ = _fit(images, labels, split.train, params, seed, stats, num_classes)
-    retrained, retrain_s = _fit(images, labels, split.remain, params, seed, stats, num_classes)
+    def fit(name: str, indices: np.ndarray):
+        saved = None if checkpoint is None else checkpoint(name, indices)
+        return _fit(images, labels, indices, params, seed, stats, num_classes, saved)
+
+    original, _ = fit("original", split.train)
+    retrained, retrain_s = fit("retrain", split.remain)
     splits = split.as_dict()
     metrics = {name: split_metrics(predict(model, images), labels, splits)
                for name, model in (("original", original), ("retrain", retrained))}
@@ -65,7 +75,8 @@ def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | N
     return CellModels(task, splits, original, retrain_s, adversarial_s, metrics)
 
 
-def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_classes: int):
+def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_classes: int,
+         checkpoint: EpochCheckpoint | None):
     from unlearn.models import create_model
     from unlearn.training import train_
 
@@ -81,7 +92,7 @@ def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_cl
     idx = torch.as_tensor(indices)
     start = time.perf_counter()
     train_(model, images[idx], labels[idx], params.train, generator=torch.Generator().manual_seed(seed),
-           callbacks=callbacks)
+           callbacks=callbacks, checkpoint=checkpoint)
     return model.eval(), time.perf_counter() - start
 
 

@@ -22,6 +22,7 @@ def repro(root) -> set[str]:
 
 def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert repro(project) == ALL_STAGES
+    assert list((project / ".checkpoints").glob("*")) == []  # every training removed its checkpoint
     for name in ("original", "retrain"):
         metrics = json.loads((project / "metrics" / f"{name}.json").read_text())
         assert {"forget_acc", "retain_acc", "test_acc"} <= set(metrics)
