@@ -71,7 +71,7 @@ def train_class_retrain(k: int, params_file: str, parent_run_id: str | None) -> 
     """Job: train retrained model ``k`` of the class track; returns its training seconds."""
     import time
 
-    from pipeline.stages import _train_model, load_prepared, model_path
+    from pipeline.stages import _train_model, load_prepared, model_path, resumed_seconds
     from unlearn.config import load_params
 
     params = load_params(params_file)
@@ -81,9 +81,9 @@ def train_class_retrain(k: int, params_file: str, parent_run_id: str | None) -> 
     with TrackedRun(f"retrain_class/{k}", sections, tags={"unlearn.job": "retrain_class", "seed_index": str(k)},
                     parent=parent_run_id) as run:
         start = time.perf_counter()
-        model, _ = _train_model(f"retrain_class {k}", params, data, split["remain"], run,
-                                seed=retrain_seed(params.seed, k))
-        seconds = time.perf_counter() - start
+        model, history = _train_model(f"retrain_class {k}", params, data, split["remain"], run,
+                                      seed=retrain_seed(params.seed, k))
+        seconds = time.perf_counter() - start + resumed_seconds(history)
         save_tensors(model_path(retrain_name(k)), model.state_dict())
         run.log_metrics({"runtime_s": seconds})
     return seconds

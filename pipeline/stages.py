@@ -148,7 +148,7 @@ def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
     data = load_prepared()
     start = time.perf_counter()
     model, rows = _train_model(name, params, data, data.splits[split], run)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + resumed_seconds(rows)
     save_tensors(model_path(name), model.state_dict())
     checkpoint_path(name).unlink(missing_ok=True)
     write_json(runtime_path(name), {"runtime_s": round(seconds, 3)})
@@ -203,10 +203,7 @@ def _train_model(name: str, params: Params, data: Prepared, indices: np.ndarray,
     idx = torch.as_tensor(indices)
     checkpoint = EpochCheckpoint(checkpoint_path(name), training_fingerprint(name, params, data, indices, seed))
 
-    trained: list[EpochStats] = []
-
     def on_epoch(stats: EpochStats) -> None:
-        trained.append(stats)
         log.info("%s epoch %d/%d: loss %.4f, acc %.2f%%, %.0f img/s", name, stats.epoch, params.train.epochs,
                  stats.loss, stats.accuracy, stats.images_per_s)
         run.log_metrics({f"{metric_prefix}{key}": value for key, value in (
@@ -216,11 +213,17 @@ def _train_model(name: str, params: Params, data: Prepared, indices: np.ndarray,
     history = train_(model, data.images[idx], data.labels[idx], params.train,
                      generator=torch.Generator().manual_seed(seed), callbacks=_clipping(params, model, data.meta, seed),
                      on_epoch=on_epoch, progress=_progress(), checkpoint=checkpoint)
-    resumed = len(history) - len(trained)
+    resumed = sum(stats.resumed for stats in history)
     if resumed:
         log.info("%s: resumed after epoch %d from %s", name, resumed, checkpoint.path)
         run.set_tags({f"{metric_prefix}resumed_after_epoch": str(resumed)})
     return model, history
+
+
+def resumed_seconds(history: list) -> float:
+    """The training seconds of epochs restored from a checkpoint: a resumed model's runtime
+    counts them, so that runtime comparisons with retraining stay fair."""
+    return sum(stats.seconds for stats in history if stats.resumed)
 
 
 def _clipping(params: Params, model: torch.nn.Module, meta: dict, seed: int) -> list:
@@ -296,7 +299,7 @@ def transfer(params: Params, run: TrackedRun) -> None:
     cfg = params.transfer
     data = load_prepared()
     recipe = params.train.model_copy(update={"epochs": cfg.epochs})
-    sources, targets, summary = {}, {}, {}
+    sources, targets, summary, trained = {}, {}, {}, []
     for target in cfg.targets:
         label = "none" if target is None else f"L{target:g}"
         clip = (params.lipschitz.model_copy(update={"method": "none"}) if target is None
@@ -305,6 +308,7 @@ def transfer(params: Params, run: TrackedRun) -> None:
         for role, offset, models in (("source", 0, sources), ("target", 1, targets)):
             model, _ = _train_model(f"{role}.{label}", setting, data, data.splits["train"], run,
                                     seed=params.seed + offset, metric_prefix=f"{role}.{label}.")
+            trained.append(f"{role}.{label}")
             models[label] = model
             test = torch.as_tensor(data.splits["test"])
             summary[f"{role}.{label}"] = {
@@ -322,6 +326,8 @@ def transfer(params: Params, run: TrackedRun) -> None:
     heat = PLOTS_DIR / "transfer.csv"
     write_text(heat, _csv(["source", "target", "rate"],
                           [[s, t, f"{r:.2f}"] for s, row in rates.items() for t, r in row.items()]))
+    for name in trained:
+        checkpoint_path(name).unlink(missing_ok=True)
     for s, row in rates.items():
         log.info("transfer from %s: %s", s, ", ".join(f"{t} {r:.1f}%" for t, r in row.items()))
     run.log_metrics({f"transfer.{s}.{t}": r for s, row in rates.items() for t, r in row.items()})

@@ -159,10 +159,13 @@ class TrackedRun:
             if self._run_id is not None:  # leave no run active in this process; the journal still ends it
                 with contextlib.suppress(Exception):
                     self._mlflow.end_run(status=status)
-            self._write_journal()
-            log.warning("MLflow (%s): not logged for %s: %s. The outputs are written; what was not logged is "
-                        "kept in %s: run `unlearn sync-mlflow` once the store works.",
-                        self.uri, self.name, ", ".join(self.not_logged), self._journal)
+            try:
+                self._write_journal()
+                kept = f"what was not logged is kept in {self._journal}: run `unlearn sync-mlflow` when the store works"
+            except OSError as error:
+                kept = f"it could not be kept for `unlearn sync-mlflow` either ({error})"
+            log.warning("MLflow (%s): not logged for %s: %s. The outputs are written; %s.",
+                        self.uri, self.name, ", ".join(self.not_logged), kept)
 
     def _start(self) -> None:
         import mlflow
@@ -217,8 +220,13 @@ class TrackedRun:
         self._call(f"artifact {path}", lambda: self._mlflow.log_artifact(str(path), artifact_path), op)
         if self._pending and self._pending[-1] is op:  # keep the file as it is now: the output may change later
             folder = self._pending_dir() / "artifacts" / str(len(self._pending))
-            folder.mkdir()
-            shutil.copyfile(path, folder / op["name"])
+            try:
+                folder.mkdir()
+                shutil.copyfile(path, folder / op["name"])
+            except OSError as exc:
+                self._pending.pop()
+                log.warning("MLflow: artifact %s cannot be kept for `unlearn sync-mlflow` (%s)", path, exc)
+                return
             op["file"] = f"artifacts/{folder.name}/{op['name']}"
 
     def set_tags(self, tags: Mapping[str, str]) -> None:

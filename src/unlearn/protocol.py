@@ -91,9 +91,10 @@ def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_cl
                                   iters=clip.iters, seed=seed))
     idx = torch.as_tensor(indices)
     start = time.perf_counter()
-    train_(model, images[idx], labels[idx], params.train, generator=torch.Generator().manual_seed(seed),
-           callbacks=callbacks, checkpoint=checkpoint)
-    return model.eval(), time.perf_counter() - start
+    history = train_(model, images[idx], labels[idx], params.train, generator=torch.Generator().manual_seed(seed),
+                     callbacks=callbacks, checkpoint=checkpoint)
+    restored_s = sum(stats.seconds for stats in history if stats.resumed)  # epochs done before an interruption
+    return model.eval(), time.perf_counter() - start + restored_s
 
 
 def run_method(cell: CellModels, name: str, cfg, seed: int) -> dict:

@@ -49,6 +49,7 @@ class EpochStats:
     lr: float  # the learning rate used during this epoch
     seconds: float
     images: int  # samples seen this epoch
+    resumed: bool = False  # restored from a checkpoint, not trained by this call
 
     @property
     def images_per_s(self) -> float:
@@ -139,8 +140,9 @@ def train_(
 
     With ``checkpoint``, the state after every epoch is saved there, and a matching saved
     state is resumed from: the result is bit-identical to an uninterrupted run (CPU), the
-    returned history includes the restored epochs, but ``on_epoch`` is called for the new
-    epochs only. The caller removes the file once the result is safely stored.
+    returned history includes the restored epochs (flagged ``resumed``, with the seconds
+    they took then), but ``on_epoch`` is called for the new epochs only. The caller
+    removes the file once the result is safely stored.
     """
     from tqdm.auto import tqdm
 
@@ -217,4 +219,4 @@ def _restore(saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Opt
     generator.set_state(saved["generator"])
     for callback, state in zip(callbacks, saved["callbacks"], strict=True):
         callback.load_state_dict(state)
-    return saved["step"], [EpochStats(**stats) for stats in saved["history"]]
+    return saved["step"], [EpochStats(**{**stats, "resumed": True}) for stats in saved["history"]]

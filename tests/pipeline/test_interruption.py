@@ -55,3 +55,27 @@ def test_killed_training_resumes_to_the_uninterrupted_result(project):
         assert "original: resumed after epoch" in done.stderr + done.stdout
         assert _hashes(project) == reference, sig
         assert not (project / ".checkpoints" / "original.pt").exists()
+
+
+def test_the_checkpoint_fingerprint_changes_with_what_the_training_depends_on():
+    import numpy as np
+
+    from pipeline.stages import Prepared, training_fingerprint
+    from unlearn.config import parse_params
+
+    params = parse_params({})
+    data = Prepared(None, None, {}, {"sha256": {"images.pt": "a" * 64}})
+    indices = np.arange(10)
+    base = training_fingerprint("original", params, data, indices, 0)
+    assert training_fingerprint("original", params, data, indices, 0) == base
+    changed = [
+        training_fingerprint("retrain", params, data, indices, 0),
+        training_fingerprint("original", params, data, indices, 1),
+        training_fingerprint("original", params, data, indices[:-1], 0),
+        training_fingerprint("original", params, Prepared(None, None, {}, {"sha256": {"images.pt": "b" * 64}}),
+                             indices, 0),
+        *(training_fingerprint("original", parse_params(update), data, indices, 0) for update in (
+            {"train": {"lr": 0.5}}, {"train": {"epochs": 3}}, {"model": {"width": 4}},
+            {"lipschitz": {"method": "fastclip", "target": 3.0}})),
+    ]
+    assert base not in changed and len(set(changed)) == len(changed)

@@ -86,7 +86,7 @@ def test_runs_not_logged_while_the_store_is_unreachable_are_logged_by_sync(proje
         run.log_artifact(artifact, "model")
         run.set_tags({"extra": "yes"})
     artifact.write_text("changed later")
-    assert "run `unlearn sync-mlflow` once the store works" in caplog.text
+    assert "run `unlearn sync-mlflow` when the store works" in caplog.text
     assert len(pending_runs()) == 1
     logged, error = sync()  # still unreachable: nothing logged, the journal is kept
     assert logged == 0 and "not-a-dir" in error and len(pending_runs()) == 1

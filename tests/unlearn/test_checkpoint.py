@@ -47,7 +47,8 @@ def test_an_interrupted_training_resumes_bit_identical(tmp_path):
         _train(checkpoint, stop_after=2)
     state, resumed, reported = _train(checkpoint)
     assert reported == [3, 4]  # epochs 1 and 2 came from the checkpoint
-    assert [h.loss for h in resumed] == [h.loss for h in history]
+    assert [h.resumed for h in resumed] == [True, True, False, False]
+    assert [h.loss for h in resumed] == [h.loss for h in history] and resumed[0].seconds > 0
     _assert_same(state, reference)
 
 
