@@ -41,6 +41,7 @@ def test_run_records_params_metrics_artifacts_and_tags(project, tmp_path, monkey
 
 
 def test_unreachable_store_does_not_stop_the_stage(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)  # where the journal of what was not logged goes
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{blocker}/mlflow.db")
@@ -52,6 +53,7 @@ def test_unreachable_store_does_not_stop_the_stage(tmp_path, monkeypatch, caplog
     assert out.read_text() == "done"
     assert run.failed and run.run_id is None
     assert "not logged for train: start the run, metrics, end the run" in caplog.text
+    assert len(list((tmp_path / ".unlearn" / "mlflow-pending").glob("*/run.json"))) == 1
 
 
 def test_failed_stage_marks_the_run_failed(project):
