@@ -3,7 +3,7 @@
 For each setting, epochs of ``train_`` run alternately without and with an
 :class:`~unlearn.checkpoint.EpochCheckpoint` (in a temporary directory), and the table
 gives the median epoch time of each, the overhead, the checkpoint's size and the time
-to load it back. The inputs are random images of the setting's shape (speed does not
+to save it and to load it back (once each). The inputs are random images of the setting's shape (speed does not
 depend on their content).
 
     python benchmarks/checkpoint.py [--repeats 3] [--samples 512]
@@ -48,8 +48,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=512)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.samples} samples per epoch\n")
-    print("| setting | epoch without | epoch with checkpoint | overhead | checkpoint size | load |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| setting | epoch without | epoch with checkpoint | overhead | checkpoint size | save | load |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for label, model_name, shape, width in SETTINGS:
             plain, saved = [], []
@@ -58,12 +58,16 @@ def main() -> None:
                 plain.append(_epoch(model_name, shape, width, args.samples, None))
                 path.unlink(missing_ok=True)
                 saved.append(_epoch(model_name, shape, width, args.samples, EpochCheckpoint(path, "bench")))
+            checkpoint = EpochCheckpoint(path, "bench")
             start = time.perf_counter()
-            EpochCheckpoint(path, "bench").load()
+            state = checkpoint.load()
             load_s = time.perf_counter() - start
+            start = time.perf_counter()
+            checkpoint.save({key: value for key, value in state.items() if key != "fingerprint"})
+            save_s = time.perf_counter() - start
             without, with_ = statistics.median(plain), statistics.median(saved)
             print(f"| {label} | {without:.3f} s | {with_:.3f} s | {100 * (with_ / without - 1):+.1f}% "
-                  f"| {path.stat().st_size / 2**20:.1f} MiB | {1000 * load_s:.0f} ms |")
+                  f"| {path.stat().st_size / 2**20:.1f} MiB | {1000 * save_s:.0f} ms | {1000 * load_s:.0f} ms |")
 
 
 if __name__ == "__main__":
