@@ -54,6 +54,7 @@ def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | N
     pixels = to_float(images[torch.as_tensor(split.train)])
     stats = {"mean": pixels.mean(dim=(0, 2, 3)).tolist(), "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
     num_classes = int(labels.max()) + 1
+
     def fit(name: str, indices: np.ndarray):
         saved = None if checkpoint is None else checkpoint(name, indices)
         return _fit(images, labels, indices, params, seed, stats, num_classes, saved)
