@@ -79,3 +79,31 @@ def test_the_checkpoint_fingerprint_changes_with_what_the_training_depends_on():
             {"lipschitz": {"method": "fastclip", "target": 3.0}})),
     ]
     assert base not in changed and len(set(changed)) == len(changed)
+
+
+def test_a_killed_references_stage_keeps_finished_models_and_resumes_the_rest(project):
+    write_params(project, {"references": {"K": 3, "epochs": 8}, "mia": {"fixed_variance": True}})
+    stage = [sys.executable, "-m", "pipeline", "references"]
+    assert subprocess.run([sys.executable, "-m", "pipeline", "prepare"], cwd=project).returncode == 0
+    assert subprocess.run(stage, cwd=project, capture_output=True).returncode == 0
+    logits = [f"data/references/logits_{k}.pt" for k in range(3)]
+    reference = {rel: hashlib.sha256((project / rel).read_bytes()).hexdigest() for rel in logits}
+    shutil.rmtree(project / "data" / "references")
+
+    proc = subprocess.Popen(stage, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    second = project / ".checkpoints" / "reference_1.pt"  # model 0 is done, model 1 has an epoch behind it
+    deadline = time.monotonic() + 180
+    while not second.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert not (project / "data" / "references" / "logits_2.pt").exists()
+
+    done = subprocess.run(stage, cwd=project, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "reference 0: resumed after epoch 8" in done.stderr  # restored, not trained again
+    assert "reference 1: resumed after epoch" in done.stderr
+    assert "reference 2: resumed" not in done.stderr
+    assert {rel: hashlib.sha256((project / rel).read_bytes()).hexdigest() for rel in logits} == reference
+    assert list((project / ".checkpoints").glob("*")) == []
