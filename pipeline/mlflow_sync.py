@@ -46,7 +46,7 @@ def sync(root: Path = Path(".")) -> tuple[int, str | None]:
 
 
 def _replay(client, uri: str, folder: Path) -> None:
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, RunTag
 
     journal = read_json(folder / "run.json")
     run_id = journal["run_id"]
@@ -61,7 +61,7 @@ def _replay(client, uri: str, folder: Path) -> None:
                 write_json(folder / "run.json", journal)  # a retry after a later failure must not create it twice
             else:
                 client.set_tag(run_id, "unlearn.synced", "true")
-            _log_params(client, run_id, journal["params"], Param)
+            _log_params(client, run_id, journal["params"])
         elif kind == "metrics":
             client.log_batch(run_id, metrics=[Metric(key, value, op["timestamp"], op["step"] or 0)
                                               for key, value in op["metrics"].items()])
@@ -75,8 +75,10 @@ def _replay(client, uri: str, folder: Path) -> None:
             raise ValueError(f"unknown operation {kind!r}")
 
 
-def _log_params(client, run_id: str, params: dict[str, Any], param_type) -> None:
-    items = [param_type(key, value) for key, value in params.items()]
+def _log_params(client, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(key, value) for key, value in params.items()]
     for start in range(0, len(items), _BATCH):
         client.log_batch(run_id, params=items[start:start + _BATCH])
 
