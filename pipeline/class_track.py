@@ -52,7 +52,7 @@ def retrain_seed(seed: int, k: int) -> int:
 def retrain_class(params: Params, run: TrackedRun) -> None:
     """The gold standard of the class track: ``retrain_seeds`` models trained from scratch
     (the ``train`` recipe) on every train sample outside the forgotten class."""
-    from pipeline.stages import checkpoint_path, runtime_path
+    from pipeline.stages import remove_checkpoints, runtime_path
     from unlearn.execution import Job, run_jobs
 
     seeds = params.class_track.retrain_seeds
@@ -60,8 +60,7 @@ def retrain_class(params: Params, run: TrackedRun) -> None:
                 name=f"retrain_class {k}") for k in range(seeds)]
     seconds = run_jobs(jobs, workers=params.execution.workers, retries=params.execution.retries,
                        address=params.execution.address)
-    for k in range(seeds):  # kept until every job is done: a re-run after a crash skips finished models
-        checkpoint_path(f"retrain_class {k}").unlink(missing_ok=True)
+    remove_checkpoints(*(f"retrain_class {k}" for k in range(seeds)))
     mean = sum(seconds) / len(seconds)
     write_json(runtime_path("class/retrain"), {"runtime_s": round(mean, 3), "seeds": seeds})
     run.log_metrics({"runtime_s": mean, "seeds": seeds})
@@ -71,8 +70,9 @@ def train_class_retrain(k: int, params_file: str, parent_run_id: str | None) -> 
     """Job: train retrained model ``k`` of the class track; returns its training seconds."""
     import time
 
-    from pipeline.stages import _train_model, load_prepared, model_path, resumed_seconds
+    from pipeline.stages import _train_model, load_prepared, model_path
     from unlearn.config import load_params
+    from unlearn.training import resumed_seconds
 
     params = load_params(params_file)
     data = load_prepared()

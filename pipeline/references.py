@@ -41,7 +41,7 @@ def keep_matrix(models: int, samples: int, seed: int) -> np.ndarray:
 
 
 def references(params: Params, run: TrackedRun) -> None:
-    from pipeline.stages import checkpoint_path, load_prepared
+    from pipeline.stages import load_prepared, remove_checkpoints
     from unlearn.execution import Job, run_jobs
 
     cfg = params.references
@@ -53,8 +53,7 @@ def references(params: Params, run: TrackedRun) -> None:
                 name=f"reference {k}") for k in range(cfg.K)]
     run_jobs(jobs, workers=params.execution.workers, retries=params.execution.retries,
              address=params.execution.address)
-    for k in range(cfg.K):  # kept until every job is done: a re-run after a crash skips finished models
-        checkpoint_path(f"reference {k}").unlink(missing_ok=True)
+    remove_checkpoints(*(f"reference {k}" for k in range(cfg.K)))
     run.log_metrics({"references": cfg.K, "in_per_sample": cfg.K // 2})
 
 

@@ -145,12 +145,14 @@ def retrain(params: Params, run: TrackedRun) -> None:
 def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
     import time
 
+    from unlearn.training import resumed_seconds
+
     data = load_prepared()
     start = time.perf_counter()
     model, rows = _train_model(name, params, data, data.splits[split], run)
     seconds = time.perf_counter() - start + resumed_seconds(rows)
     save_tensors(model_path(name), model.state_dict())
-    checkpoint_path(name).unlink(missing_ok=True)
+    remove_checkpoints(name)
     write_json(runtime_path(name), {"runtime_s": round(seconds, 3)})
     run.log_metrics({"runtime_s": seconds})
     _log_layer_norms(name, model, params, data.meta, run)
@@ -164,6 +166,13 @@ def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
 def checkpoint_path(name: str) -> Path:
     """Where the training of model ``name`` (e.g. "original", "reference 3") saves its epochs."""
     return CHECKPOINTS / f"{name.replace(' ', '_')}.pt"
+
+
+def remove_checkpoints(*names: str) -> None:
+    """Once a stage's outputs are written; until then a re-run after a crash resumes (and a
+    multi-job stage restores its finished models instead of training them again)."""
+    for name in names:
+        checkpoint_path(name).unlink(missing_ok=True)
 
 
 def training_fingerprint(name: str, params: Params, data: Prepared, indices: np.ndarray, seed: int) -> str:
@@ -218,12 +227,6 @@ def _train_model(name: str, params: Params, data: Prepared, indices: np.ndarray,
         log.info("%s: resumed after epoch %d from %s", name, resumed, checkpoint.path)
         run.set_tags({f"{metric_prefix}resumed_after_epoch": str(resumed)})
     return model, history
-
-
-def resumed_seconds(history: list) -> float:
-    """The training seconds of epochs restored from a checkpoint: a resumed model's runtime
-    counts them, so that runtime comparisons with retraining stay fair."""
-    return sum(stats.seconds for stats in history if stats.resumed)
 
 
 def _clipping(params: Params, model: torch.nn.Module, meta: dict, seed: int) -> list:
@@ -326,8 +329,7 @@ def transfer(params: Params, run: TrackedRun) -> None:
     heat = PLOTS_DIR / "transfer.csv"
     write_text(heat, _csv(["source", "target", "rate"],
                           [[s, t, f"{r:.2f}"] for s, row in rates.items() for t, r in row.items()]))
-    for name in trained:
-        checkpoint_path(name).unlink(missing_ok=True)
+    remove_checkpoints(*trained)
     for s, row in rates.items():
         log.info("transfer from %s: %s", s, ", ".join(f"{t} {r:.1f}%" for t, r in row.items()))
     run.log_metrics({f"transfer.{s}.{t}": r for s, row in rates.items() for t, r in row.items()})

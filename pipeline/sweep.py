@@ -46,11 +46,9 @@ def _cell_model(seed: int, forget_seed: int, name: str) -> str:
 
 
 def _remove_checkpoints(seed: int, forget_seed: int) -> None:
-    """Once the stage's outputs are written: a crash before that resumes the cell's trainings."""
-    from pipeline.stages import checkpoint_path
+    from pipeline.stages import remove_checkpoints
 
-    for name in ("original", "retrain"):
-        checkpoint_path(_cell_model(seed, forget_seed, name)).unlink(missing_ok=True)
+    remove_checkpoints(*(_cell_model(seed, forget_seed, name) for name in ("original", "retrain")))
 
 
 def tune(params: Params, run: TrackedRun) -> None:

@@ -43,6 +43,3 @@ class EpochCheckpoint:
 
     def save(self, state: dict[str, Any]) -> None:
         save_tensors(self.path, {**state, "fingerprint": self.fingerprint})
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)

@@ -79,7 +79,7 @@ def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | N
 def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_classes: int,
          checkpoint: EpochCheckpoint | None):
     from unlearn.models import create_model
-    from unlearn.training import train_
+    from unlearn.training import resumed_seconds, train_
 
     model = create_model(params.model.name, in_channels=images.shape[1], num_classes=num_classes, seed=seed,
                          width=params.model.width, batch_norm=params.model.batch_norm, **stats)
@@ -94,8 +94,7 @@ def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_cl
     start = time.perf_counter()
     history = train_(model, images[idx], labels[idx], params.train, generator=torch.Generator().manual_seed(seed),
                      callbacks=callbacks, checkpoint=checkpoint)
-    restored_s = sum(stats.seconds for stats in history if stats.resumed)  # epochs done before an interruption
-    return model.eval(), time.perf_counter() - start + restored_s
+    return model.eval(), time.perf_counter() - start + resumed_seconds(history)
 
 
 def run_method(cell: CellModels, name: str, cfg, seed: int) -> dict:
