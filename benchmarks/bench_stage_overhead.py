@@ -3,10 +3,10 @@
 For each module, the wall time of a fresh ``python -c "import X"`` subprocess minus
 that of ``python -c pass`` (interpreter start-up); the measurements are interleaved
 (one round imports every module once, in turn) and the median over the rounds is
-reported. Then the wall time of the whole ``report`` stage
-(``python -m pipeline report original retrain``), which does almost no work: it
-reads metrics/*.json and writes reports/. It runs in a temporary copy of metrics/
-and params.yaml (PYTHONPATH pointing at the project), against a throw-away MLflow
+reported. Then the wall time of the whole ``prepare`` stage on the embedded digits
+(``python -m unlearn_pipeline prepare``), which does almost no work: it decodes 1,797
+8x8 images and writes the splits. It runs in a temporary folder holding a copy of
+params.yaml (the installed ``unlearn`` and ``unlearn_pipeline``), against a throw-away MLflow
 store (``MLFLOW_TRACKING_URI=sqlite:///<tmp>/mlflow.db``), so nothing in the project
 is touched; one untimed run creates that store first.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 MODULES = (
     "torch", "torchvision", "mlflow", "sklearn", "prefect", "dvc.repo",
-    "unlearn.config", "pipeline.stages", "pipeline.__main__",
+    "unlearn.config", "unlearn_pipeline.stages", "unlearn_pipeline.__main__", "unlearn_pipeline.tracking",
 )
 DEFAULT_PROJECT = Path(__file__).resolve().parent.parent
 
@@ -44,12 +44,11 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     return seconds
 
 
-def make_env(project: Path, tmp: Path) -> dict[str, str]:
+def make_env(tmp: Path) -> dict[str, str]:
     # The caller's environment as is (as a DVC stage would inherit it); with
     # PYTHONDONTWRITEBYTECODE set, the project's own modules are compiled on each import.
     env = dict(os.environ)
     env.pop("PYTHONPROFILEIMPORTTIME", None)
-    env["PYTHONPATH"] = os.pathsep.join([str(project), str(project / "src")])
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
     return env
 
@@ -68,12 +67,11 @@ def import_times(repeats: int, cwd: Path, env: dict[str, str]) -> dict[str, list
 
 
 def stage_times(repeats: int, project: Path, work: Path, env: dict[str, str]) -> list[float]:
-    shutil.copytree(project / "metrics", work / "metrics")
     shutil.copy2(project / "params.yaml", work / "params.yaml")
-    cmd = [sys.executable, "-m", "pipeline", "report", "original", "retrain"]
+    cmd = [sys.executable, "-m", "unlearn_pipeline", "prepare"]
     timed(cmd, work, env)  # creates the MLflow store (schema migrations), untimed
-    if not (work / "reports" / "results.md").is_file():
-        raise RuntimeError("the report stage did not write reports/results.md")
+    if not (work / "data" / "prepared" / "meta.json").is_file():
+        raise RuntimeError("the prepare stage did not write data/prepared/meta.json")
     return [timed(cmd, work, env) for _ in range(repeats)]
 
 
@@ -88,7 +86,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         work = tmp / "work"
         work.mkdir()
-        env = make_env(project, tmp)
+        env = make_env(tmp)
         imports = import_times(args.repeats, work, env)
         stage = stage_times(args.repeats, project, work, env)
 
@@ -100,7 +98,7 @@ def main() -> None:
     print(f"| python -c pass (interpreter start-up) | {base:.3f} |")
     for module, times in imports.items():
         print(f"| import {module} | {statistics.median(times) - base:.3f} |")
-    print(f"| stage: python -m pipeline report original retrain (whole) | {statistics.median(stage):.3f} |")
+    print(f"| stage: python -m unlearn_pipeline prepare on digits (whole) | {statistics.median(stage):.3f} |")
 
 
 if __name__ == "__main__":

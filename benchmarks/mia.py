@@ -6,7 +6,7 @@ Runs in a temporary directory holding links to the project's ``data/prepared`` a
 store, so the workspace's outputs are not touched. The same K reference jobs (the
 ``references`` stage's own job function, ``--epochs`` each) run with ``workers=1``
 (in-process, 2 threads) and ``workers=2`` (two spawned processes, one thread each);
-then the scoring step of ``evaluate@<model>`` (one forward pass, the classic attacks,
+then the scoring step of stage ``evaluate`` for one model (one forward pass, the classic attacks,
 RMIA and LiRA with AUC / TPR) is timed ``--repeats`` times on a model of the project's
 architecture (its cost does not depend on the weights).
 
@@ -63,8 +63,8 @@ def _set_references(k: int, epochs: int) -> None:
 def _train_references(k: int, workers: int) -> float:
     import numpy as np
 
-    from pipeline.references import KEEP, keep_matrix, train_reference
-    from pipeline.stages import load_prepared
+    from unlearn_pipeline.common import KEEP, load_prepared
+    from unlearn_pipeline.stages.references import keep_matrix, train_reference
     from unlearn.execution import Job, run_jobs
     from unlearn.io import atomic_path
 
@@ -80,8 +80,8 @@ def _train_references(k: int, workers: int) -> float:
 
 
 def _score(repeats: int) -> list[float]:
-    from pipeline.references import load_references
-    from pipeline.stages import _build_model, load_prepared
+    from unlearn_pipeline.common import load_prepared, load_references
+    from unlearn_pipeline.model_store import build_model
     from unlearn.config import load_params
     from unlearn.evaluation import predict, split_metrics
     from unlearn.evaluation.suite import attack_metrics, attack_scores
@@ -89,7 +89,7 @@ def _score(repeats: int) -> list[float]:
     params = load_params()
     data = load_prepared()
     keep, reference_logits = load_references(len(data.labels))
-    model = _build_model(params, data.meta)
+    model = build_model(params, data.meta)
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()

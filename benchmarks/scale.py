@@ -1,7 +1,7 @@
 """Scale-out: the reference-model stage (K tiny models) with 1 local worker, 2 local
 workers and a 2-worker Dask cluster on this machine, and the scheduling overhead per job.
 
-Each setting runs the real stage (``python -m pipeline references``) in a scratch
+Each setting runs the real stage (``python -m unlearn_pipeline references``) in a scratch
 workspace prepared once (digits, small_cnn, ``--width``); wall time includes the stage's
 fixed cost (interpreter, imports, MLflow), the same in every row. The overhead row runs
 K no-op jobs through each executor. The Dask cluster is a ``LocalCluster`` (scheduler
@@ -27,7 +27,7 @@ from unlearn.execution import Job, run_jobs
 
 def stage(workspace: Path, name: str) -> float:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pipeline", name], cwd=workspace, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "unlearn_pipeline", name], cwd=workspace, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{name} failed:\n{done.stderr[-2000:]}")
     return time.perf_counter() - start

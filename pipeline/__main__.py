@@ -1,4 +1,6 @@
-"""``python -m pipeline <stage> [item ...]``: what each dvc.yaml ``cmd`` calls."""
+"""``python -m unlearn_pipeline <stage> [item ...]``: what each dvc.yaml ``cmd`` calls.
+
+Only the stage's own module is imported (:func:`unlearn_pipeline.stages.load_stage`)."""
 
 from __future__ import annotations
 
@@ -15,16 +17,16 @@ from unlearn.errors import ConfigError, UserError
 
 def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> None:
     """Validate params, then run stage ``name`` inside one MLflow run."""
-    from pipeline.stages import STAGES
-    from pipeline.tracking import TrackedRun
     from unlearn.config import load_params
+    from unlearn_pipeline.stages import load_stage
+    from unlearn_pipeline.tracking import TrackedRun
 
-    stage = STAGES[name]
+    stage = load_stage(name)
     _check_items(name, stage.fn, items)
     params = load_params(params_file)
     sections = {}
-    for section in (*stage.sections, *stage.untracked):  # e.g. "unlearn.${key}" -> params.unlearn.<item>
-        key = section.replace("${key}", items[0] if items else "").replace("${item}", items[0] if items else "")
+    for section in (*stage.sections, *stage.untracked):  # e.g. "unlearn.${item}" -> params.unlearn.<item>
+        key = section.replace("${item}", items[0] if items else "")
         sections[key] = _dump(_section(params, key, name))
     # DVC names the stage it runs in DVC_STAGE (e.g. "evaluate@original"); the flow does too
     addressing = os.environ.get("DVC_STAGE") or " ".join([name, *items])
@@ -70,10 +72,10 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.stages import STAGES
+    from unlearn_pipeline.stages import MODULES
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description="Run one pipeline stage.")
-    parser.add_argument("stage", choices=sorted(STAGES))
+    parser = argparse.ArgumentParser(prog="python -m unlearn_pipeline", description="Run one pipeline stage.")
+    parser.add_argument("stage", choices=sorted(MODULES))
     parser.add_argument("items", nargs="*", help="the foreach item(s), e.g. a model name for evaluate")
     parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     args = parser.parse_args(argv)

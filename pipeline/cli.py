@@ -22,20 +22,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "sync-mlflow":
-        from pipeline.mlflow_sync import main as sync_main
+        from unlearn_pipeline.mlflow_sync import main as sync_main
 
         return sync_main()
     if args.command == "doctor":
-        from pipeline.doctor import doctor
+        from unlearn_pipeline.doctor import doctor
 
         return doctor()
     if args.command == "stage":
-        from pipeline.__main__ import main as stage_main
+        from unlearn_pipeline.__main__ import main as stage_main
 
         return stage_main(args.stage_args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    from pipeline.flows import run as run_flow
+    from unlearn_pipeline.flows import run as run_flow
 
     try:
         results = run_flow(".", args.targets or None)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.tracking import PREPARED_META, provenance, tracking_uri
+from unlearn_pipeline.tracking import PREPARED_META, provenance, tracking_uri
 from unlearn.errors import UserError
 
 
@@ -69,7 +69,7 @@ def _prepared_status(root: Path) -> tuple[str, bool]:
 
 
 def _mlflow_status(root: Path) -> str:
-    from pipeline.mlflow_sync import pending_runs
+    from unlearn_pipeline.mlflow_sync import pending_runs
 
     waiting = len(pending_runs(root))
     return tracking_uri(root) + (f"; {waiting} run(s) not logged yet: run `unlearn sync-mlflow`" if waiting else "")

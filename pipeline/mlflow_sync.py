@@ -3,9 +3,11 @@
 Each pending folder holds ``run.json`` (the run's name, tags, params, and the operations
 that were not logged, in order) and copies of its artifacts as they were when the stage
 wrote them. A run whose start failed is created now, with its original start time; a
-run that started but lost later calls gets the missing metrics, tags, artifacts and end
-status. Replayed runs carry the tag ``unlearn.synced``. A folder is removed once its run
-is fully logged; the first failure stops the sync and leaves the rest for the next try.
+run that started but lost later calls gets the missing metrics, tags, artifacts, models
+(kept whole in the folder; each is logged and registered once, even if a later operation
+fails) and end status. Replayed runs carry the tag ``unlearn.synced``. A folder is removed
+once its run is fully logged; the first failure stops the sync and leaves the rest for the
+next try.
 A run whose parent run was itself not logged is logged without its parent.
 """
 
@@ -16,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pipeline.tracking import PENDING, experiment_id, tracking_uri
+from unlearn_pipeline.tracking import PENDING, experiment_id, log_pytorch_model, tracking_uri
 from unlearn.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,26 @@ def _replay(client, uri: str, folder: Path) -> None:
             client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in op["tags"].items()])
         elif kind == "artifact":
             client.log_artifact(run_id, str(folder / op["file"]), op["artifact_path"])
+        elif kind == "model":
+            if not op.get("done"):
+                _replay_model(client, uri, folder, run_id, op)
+                op["done"] = True
+                write_json(folder / "run.json", journal)  # a retry must not register it twice
         elif kind == "end":
             client.set_terminated(run_id, op["status"], end_time=op["timestamp"])
         else:
             raise ValueError(f"unknown operation {kind!r}")
+
+
+def _replay_model(client, uri: str, folder: Path, run_id: str, op: dict[str, Any]) -> None:
+    import mlflow
+    import numpy
+    import torch
+
+    mlflow.set_tracking_uri(uri)  # mlflow.pytorch.log_model logs through the fluent API
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)  # where the model goes
+    model = torch.load(folder / op["file"], weights_only=False)  # our own pickle, written by TrackedRun.log_model
+    log_pytorch_model(model, op["registered_name"], numpy.load(folder / op["input_example"]), run_id)
 
 
 def _log_params(client, run_id: str, params: dict[str, Any]) -> None:

@@ -9,11 +9,19 @@ the store is unreachable or locked, the stage still writes its outputs, the firs
 failure is reported on stderr with what was not logged, and what was not logged is
 kept in ``.unlearn/mlflow-pending`` (with copies of its artifacts) until
 ``unlearn sync-mlflow`` logs it (:mod:`pipeline.mlflow_sync`).
+
+The experiment carries ``mlflow.experimentKind: custom_model_development``, so that MLflow 3's
+UI opens it in the model-training view rather than the GenAI one. Models are logged as MLflow
+PyTorch models and registered (:meth:`TrackedRun.log_model`). Every run is tagged
+``unlearn.execution``, shared by all the runs of one pipeline execution (one ``dvc repro`` or
+one ``unlearn run``, see :func:`execution_id`): in the UI's runs table, "Group by" -> tag
+``unlearn.execution`` shows the stages of each execution together.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -22,12 +30,18 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    import numpy
+    import torch
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "unlearn"
 PARENT_RUN_ENV = "UNLEARN_PARENT_RUN_ID"
+EXECUTION_ENV = "UNLEARN_EXECUTION"  # set by the Prefect flow: the id of its execution
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3 UI: model training, not GenAI
 PENDING = Path(".unlearn/mlflow-pending")  # one folder per run with something not logged
 
 
@@ -90,17 +104,94 @@ def _artifact_location(uri: str) -> str | None:
 
 
 def experiment_id(client, uri: str) -> str:
-    """The id of the project's experiment in ``client``'s store, created on first use."""
+    """The id of the project's experiment in ``client``'s store, created on first use; it carries
+    :data:`EXPERIMENT_KIND` (added to an existing experiment that lacks it)."""
     from mlflow.exceptions import MlflowException
 
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
+    if found is None:
+        try:
+            return client.create_experiment(name, artifact_location=_artifact_location(uri), tags=EXPERIMENT_KIND)
+        except MlflowException:  # created concurrently by another stage
+            found = client.get_experiment_by_name(name)
+    for key, value in EXPERIMENT_KIND.items():
+        if key not in found.tags:
+            client.set_experiment_tag(found.experiment_id, key, value)
+    return found.experiment_id
+
+
+def execution_id() -> str:
+    """The pipeline execution this process belongs to (the tag ``unlearn.execution``).
+
+    ``UNLEARN_EXECUTION`` when set (the Prefect flow sets it for its stages); else, for a stage
+    that ``dvc repro`` started (through a shell), ``dvc-<pid>-<start time>`` of the nearest
+    ancestor process that is ``dvc``; else ``<host>-<pid>-<ms>`` of this process alone. The
+    derived value is computed once per process (a few ms) and is stable within it.
+    """
+    return os.environ.get(EXECUTION_ENV) or _derived_execution()
+
+
+def _is_dvc(cmdline: list[str]) -> bool:
+    """``dvc ...``, ``python .../bin/dvc ...`` or ``python -m dvc ...``."""
+    return any(Path(arg).name in ("dvc", "dvc.exe") for arg in cmdline[:2]) or cmdline[1:3] == ["-m", "dvc"]
+
+
+@functools.cache
+def _derived_execution() -> str:
+    with contextlib.suppress(Exception):  # no psutil, or the tree changed under us: a lone run
+        import psutil
+
+        process = psutil.Process(os.getppid())
+        for _ in range(64):  # the depth of any real process tree
+            with contextlib.suppress(psutil.Error):
+                if _is_dvc(process.cmdline()):
+                    return f"dvc-{process.pid}-{int(process.create_time())}"
+            process = process.parent()
+            if process is None or process.pid <= 1:
+                break
+    return f"{socket.gethostname()}-{os.getpid()}-{_now_ms()}"
+
+
+@functools.cache
+def _model_requirements() -> tuple[str, ...]:
+    """What loading a logged model needs, pinned to the installed versions (given to MLflow so
+    that it does not infer them in a subprocess)."""
+    from importlib import metadata
+
+    pins = []
+    for package in ("torch", "cloudpickle", "unlearn"):
+        try:
+            pins.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pins.append(package)
+    return tuple(pins)
+
+
+def _not_the_pickle_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Saving pytorch model by Pickle")
+
+
+def log_pytorch_model(model: torch.nn.Module, registered_name: str, input_example: numpy.ndarray,
+                      run_id: str) -> None:
+    """Log ``model`` to run ``run_id`` as the MLflow PyTorch model ``model``, with
+    ``input_example`` (its signature is inferred from it), as a new version of the registered
+    model ``registered_name``. It is pickled (MLflow's ``pickle`` format): its default ``pt2``
+    export fixes the batch size to the example's and loads back as a graph, not the module.
+    The model runs the example in eval mode; its mode is restored after."""
+    import mlflow.pytorch
+
+    pytorch_logger = logging.getLogger("mlflow.pytorch")  # the format is chosen, not a mistake
+    if _not_the_pickle_warning not in pytorch_logger.filters:
+        pytorch_logger.addFilter(_not_the_pickle_warning)
+    training = model.training
+    model.eval()
     try:
-        return client.create_experiment(name, artifact_location=_artifact_location(uri))
-    except MlflowException:  # created concurrently by another stage
-        return client.get_experiment_by_name(name).experiment_id
+        mlflow.pytorch.log_model(model, name="model", input_example=input_example,
+                                 registered_model_name=registered_name, run_id=run_id,
+                                 pip_requirements=list(_model_requirements()), serialization_format="pickle")
+    finally:
+        model.train(training)
 
 
 def _now_ms() -> int:
@@ -134,7 +225,8 @@ class TrackedRun:
     def __enter__(self) -> "TrackedRun":
         self._start_time = _now_ms()
         self._all_tags = {**git_state(), **provenance(),
-                          "unlearn.process": f"{socket.gethostname()}:{os.getpid()}", **self.tags}
+                          "unlearn.process": f"{socket.gethostname()}:{os.getpid()}",
+                          "unlearn.execution": execution_id(), **self.tags}
         self._all_tags["mlflow.source.git.commit"] = self._all_tags["git.commit"]
         parent = self.parent or os.environ.get(PARENT_RUN_ENV)
         if parent:
@@ -228,6 +320,35 @@ class TrackedRun:
                 log.warning("MLflow: artifact %s cannot be kept for `unlearn sync-mlflow` (%s)", path, exc)
                 return
             op["file"] = f"artifacts/{folder.name}/{op['name']}"
+
+    def log_model(self, model: torch.nn.Module, registered_name: str, input_example: numpy.ndarray) -> None:
+        """Log ``model`` (a ``torch.nn.Module``) as this run's MLflow PyTorch model ``model`` and
+        register it as a new version of ``registered_name`` (:func:`log_pytorch_model`), with
+        ``input_example`` (a numpy array, e.g. one input of shape (1, C, H, W)). ~0.1-0.3 s a
+        model, plus once per process ~0.6 s of MLflow's look at the installed packages.
+
+        If it is not logged, the whole module is kept as it is now (``torch.save``) in the
+        pending folder, with the example, and ``unlearn sync-mlflow`` logs it then (it reloads it
+        with ``weights_only=False``: the classes of the module must still be importable).
+        """
+        op: dict[str, Any] = {"op": "model", "registered_name": registered_name}
+        self._call(f"model {registered_name}",
+                   lambda: log_pytorch_model(model, registered_name, input_example, self._run_id), op)
+        if self._pending and self._pending[-1] is op:
+            import numpy
+            import torch
+
+            folder = self._pending_dir() / "artifacts" / str(len(self._pending))
+            try:
+                folder.mkdir()
+                torch.save(model, folder / "model.pt")
+                numpy.save(folder / "input_example.npy", numpy.asarray(input_example))
+            except Exception as exc:  # OSError, or a module that cannot be pickled
+                self._pending.pop()
+                log.warning("MLflow: model %s cannot be kept for `unlearn sync-mlflow` (%s)", registered_name, exc)
+                return
+            op["file"] = f"artifacts/{folder.name}/model.pt"
+            op["input_example"] = f"artifacts/{folder.name}/input_example.npy"
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._call("tags", lambda: self._mlflow.set_tags(dict(tags)), {"op": "tags", "tags": dict(tags)})

@@ -16,13 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-METHODS = ("amun", "amun_no_remain", "amun_salun", "ft", "rl", "ga", "l1_sparse", "salun", "bs")
+_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+METHODS = tuple(_PARAMS["unlearn"])  # the method lists are params.yaml's sections, as in dvc.yaml
 MODELS = ("original", "retrain", *METHODS)
-CLASS_METHODS = ("trw", "ft", "rl", "ga", "bs", "be", "salun", "scrub")
-ALL_STAGES = {"prepare", "train", "retrain", "transfer", "adversarial", "references", "report",
-              *(f"unlearn@{m}" for m in METHODS), *(f"evaluate@{m}" for m in MODELS),
-              "retrain_class", *(f"unlearn_class@{m}" for m in CLASS_METHODS), "evaluate_class",
-              "tune", "sweep_cell@0-0", "sweep_cell@1-0", "sweep_report"}
+CLASS_METHODS = tuple(_PARAMS["unlearn_class"])
+ALL_STAGES = {"prepare", "train", "retrain", "transfer", "adversarial", "references",
+              *(f"unlearn@{m}" for m in METHODS), "evaluate", "retrain_class", *(f"unlearn_class@{m}" for m in CLASS_METHODS), "evaluate_class"}
+STUDY_STAGES = {"sweep_cell@0-0", "sweep_cell@1-0", "tuning_cell", "sweep_method@amun", "sweep_method@ft",
+                "sweep_report"}
 
 TINY_PARAMS = {
     "train": {"epochs": 2, "batch_size": 128, "lr": 0.05},

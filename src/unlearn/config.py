@@ -241,7 +241,17 @@ class BoundaryShrinkConfig(RemainOptionalConfig):
     fgsm_eps: PositiveFloat = 0.1
 
 
-class UnlearnConfig(_Section):
+class _MethodSections(_Section):
+    """One section per method; the methods that run are those given a section."""
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods with a section in the params file, in the order of the fields (dvc.yaml's
+        ``foreach: ${unlearn}`` and ``${unlearn_class}`` iterate the same sections)."""
+        return [name for name in type(self).model_fields if name in self.model_fields_set]
+
+
+class UnlearnConfig(_MethodSections):
     """One section per unlearning method (stage ``unlearn@<method>``); editing one
     re-runs only that method. The registry of methods is :mod:`unlearn.unlearning`."""
 
@@ -282,7 +292,7 @@ class ScrubConfig(FinetuneConfig):
     kd_temperature: PositiveFloat = 2.0
 
 
-class UnlearnClassConfig(_Section):
+class UnlearnClassConfig(_MethodSections):
     """One section per class-unlearning method (stage ``unlearn_class@<method>``), each a
     fine-tuning recipe from the original model (the keys of ``train``)."""
 
@@ -325,7 +335,7 @@ class ReferencesConfig(_Section):
 
 
 class MiaConfig(_Section):
-    """The membership-inference attacks every model faces (stage ``evaluate@<model>``).
+    """The membership-inference attacks every model faces (stages ``evaluate``, ``evaluate_class``).
 
     RMIA's signal is ``signal`` (``taylor_soft_margin``: temperature, margin, Taylor
     ``order``, as in the RMIA code and the thesis; or ``softmax``); ``gamma`` is its
@@ -351,7 +361,7 @@ RANDOM_TRACK_METHODS = tuple(UnlearnConfig.model_fields)
 
 
 class SweepConfig(_Section):
-    """Multi-seed results (stages ``tune``, ``sweep_cell@<cell>``, ``sweep_report``).
+    """Multi-seed results (studies/dvc.yaml: ``sweep_cell@<cell>``, ``tuning_cell``, ``sweep_method@<method>``, ``sweep_report``).
 
     Every (``seeds`` x ``forget_seeds``) cell trains its own original and retrained model
     (model seed) on its own split (forget-set seed) and runs ``methods``. A method with a

@@ -34,6 +34,7 @@ class CellModels:
     retrain_s: float
     adversarial_s: float
     metrics: dict[str, dict]  # original and retrain, measured
+    stats: dict[str, list[float]]  # the normalisation (mean, std) the cell's models were built with
 
 
 def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | None, params: Params, seed: int,
@@ -73,7 +74,7 @@ def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | N
                             batch_size=cfg.batch_size)
     adversarial_s = time.perf_counter() - start
     task = ForgetTask(images, labels, forget, torch.as_tensor(split.remain), num_classes, found)
-    return CellModels(task, splits, original, retrain_s, adversarial_s, metrics)
+    return CellModels(task, splits, original, retrain_s, adversarial_s, metrics, stats)
 
 
 def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_classes: int,

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ALL_STAGES, CLASS_METHODS, MODELS, mlflow_runs, write_params
+from tests.conftest import ALL_STAGES, CLASS_METHODS, MODELS, STUDY_STAGES, mlflow_runs, write_params
 
 pytestmark = pytest.mark.slow
 CLASS_KEYS = {"forget_acc", "retain_acc", "test_acc", "mia_nn", "mia_nn_gap", "tv_to_retrain", "avg_gap", "runtime_s"}
@@ -14,8 +14,8 @@ METHOD_KEYS = {"forget_acc", "retain_acc", "test_acc", "mia_svc", "avg_gap", "ru
                "mia_rmia_auc", "mia_lira_auc", "mia_rmia_tpr_at_1fpr", "mia_loss_auc", "avg_gap_svc"}
 
 
-def repro(root) -> set[str]:
-    done = subprocess.run(["dvc", "repro"], cwd=root, capture_output=True, text=True)
+def repro(root, *targets: str) -> set[str]:
+    done = subprocess.run(["dvc", "repro", *targets], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     return set(re.findall(r"Running stage '([^']+)'", done.stdout))
 
@@ -24,11 +24,11 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert repro(project) == ALL_STAGES
     assert list((project / ".checkpoints").glob("*")) == []  # every training removed its checkpoint
     for name in ("original", "retrain"):
-        metrics = json.loads((project / "metrics" / f"{name}.json").read_text())
+        metrics = json.loads((project / "metrics" / "random" / f"{name}.json").read_text())
         assert {"forget_acc", "retain_acc", "test_acc"} <= set(metrics)
         assert all(0 <= metrics[k] <= 100 for k in ("forget_acc", "retain_acc", "test_acc"))
     for name in MODELS:
-        metrics = json.loads((project / "metrics" / f"{name}.json").read_text())
+        metrics = json.loads((project / "metrics" / "random" / f"{name}.json").read_text())
         assert METHOD_KEYS <= set(metrics), name
         assert metrics["runtime_s"] > 0 and metrics["avg_gap"] >= 0
         assert all(0 <= metrics[k] <= 100 for k in ("mia_rmia_auc", "mia_lira_auc", "mia_rmia_tpr_at_1fpr"))
@@ -76,37 +76,60 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert len(mlflow_runs(project)) == len(ALL_STAGES) + len(jobs)
 
     write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
-    sweep_stages = {"tune", "sweep_cell@0-0", "sweep_cell@1-0", "sweep_report"}  # the sweep reads unlearn too
-    assert repro(project) == {"unlearn@ft", "evaluate@ft", "report", *sweep_stages}
+    assert repro(project) == {"unlearn@ft", "evaluate"}
     write_params(project, {"unlearn_class": {"trw": {"beta": 0.0}}})
     assert repro(project) == {"unlearn_class@trw", "evaluate_class"}
-    write_params(project, {"sweep": {"seeds": [0, 1, 2]}})
-    assert repro(project) == {"sweep_cell@2-0", "sweep_report"}  # only the new cell
-    runs = [r for r in mlflow_runs(project) if "dvc.stage" in r.data.tags]
-    assert len(runs) == len(ALL_STAGES) + 11
-    sweep = json.loads((project / "metrics" / "sweep.json").read_text())
-    assert sweep["cells"] == 3 and set(sweep["models"]) == {"retrain", "original", "amun", "ft"}
-    assert sweep["lr"]["ft"] in (0.01, 0.05) and sweep["models"]["retrain"]["avg_gap_svc"]["mean"] == 0
-    assert {"mean", "std", "ci95"} == set(sweep["models"]["amun"]["test_acc"])
-    tuning = [r for r in mlflow_runs(project) if r.data.tags.get("unlearn.job") in ("tune", "tune-point")]
-    parents = {r.data.params["method"]: r.info.run_id for r in tuning if r.data.tags["unlearn.job"] == "tune"}
-    points = [r for r in tuning if r.data.tags["unlearn.job"] == "tune-point"]
-    assert set(parents) == {"amun", "ft"}
-    assert sorted(r.data.params["lr"] for r in points if r.data.tags["mlflow.parentRunId"] == parents["ft"]) == \
-        ["0.01", "0.05"]
+    with open(project / "src" / "unlearn" / "evaluation" / "gap.py", "a") as handle:  # the Avg Gap's code
+        handle.write("\n# edited\n")
+    assert repro(project) == {"evaluate", "evaluate_class"}  # both reports, nothing else
+    with open(project / "pipeline" / "stages" / "adversarial.py", "a") as handle:  # one stage's module
+        handle.write("\n# edited\n")
+    assert repro(project) == {"adversarial", *(f"unlearn@{m}" for m in MODELS[2:]), "evaluate"}
 
     import mlflow
 
     client = mlflow.MlflowClient()
+    runs = [r for r in mlflow_runs(project) if "dvc.stage" in r.data.tags]
     latest_ft = max((r for r in runs if r.data.tags["dvc.stage"] == "unlearn@ft"), key=lambda r: r.info.start_time)
     assert latest_ft.data.params["unlearn.ft.lr"] == "0.02"
-    assert [f.path for f in client.list_artifacts(latest_ft.info.run_id, "model")] == ["model/ft.pt"]
     assert "runtime_s" in latest_ft.data.metrics
     train_run = next(r for r in runs if r.data.tags["dvc.stage"] == "train")
-    assert [f.path for f in client.list_artifacts(train_run.info.run_id, "model")] == ["model/original.pt"]
     assert len(client.get_metric_history(train_run.info.run_id, "train_loss")) == 2
+    assert len({r.data.tags["unlearn.execution"] for r in runs}) == 5  # one per `dvc repro` that ran stages
     images_hash = json.loads((project / "data" / "prepared" / "meta.json").read_text())["sha256"]["images.pt"]
     assert train_run.data.tags["data.sha256"] == images_hash and train_run.data.tags["version.dvc"][0].isdigit()
     prepare_run = next(r for r in runs if r.data.tags["dvc.stage"] == "prepare")
     assert {f.path for f in client.list_artifacts(prepare_run.info.run_id, "splits")} >= {
         "splits/forget.npy", "splits/remain.npy", "splits/test.npy", "splits/train.npy", "splits/meta.json"}
+
+    import torch
+
+    from unlearn.config import load_params
+    from unlearn_pipeline.common import load_prepared
+    from unlearn_pipeline.model_store import load_model
+
+    params, data = load_params(project / "params.yaml"), load_prepared()
+    x = data.images[:64].float() / 255
+    for name in ("amun", "original", "retrain"):
+        logged = mlflow.pytorch.load_model(f"models:/unlearn-{name}/latest").eval()
+        with torch.no_grad():
+            assert torch.equal(logged(x), load_model(name, params, data.meta).eval()(x)), name
+    assert {m.name for m in client.search_registered_models()} >= {
+        "unlearn-original", "unlearn-retrain", *(f"unlearn-{m}" for m in MODELS[2:]),
+        "unlearn-class-retrain", *(f"unlearn-class-{m}" for m in CLASS_METHODS)}
+
+
+def test_the_seed_study_runs_per_method_and_reruns_only_what_changed(project):
+    assert repro(project, "studies/dvc.yaml") == {"prepare", *STUDY_STAGES}
+    sweep = json.loads((project / "metrics" / "sweep.json").read_text())
+    assert sweep["cells"] == 2 and set(sweep["models"]) == {"retrain", "original", "amun", "ft"}
+    assert sweep["lr"]["ft"] in (0.01, 0.05) and sweep["models"]["retrain"]["avg_gap_svc"]["mean"] == 0
+    assert {"mean", "std", "ci95"} == set(sweep["models"]["amun"]["test_acc"])
+    write_params(project, {"unlearn": {"amun": {"lr": 0.02}}})
+    assert repro(project, "studies/dvc.yaml") == {"sweep_method@amun", "sweep_report"}  # not FT's
+    write_params(project, {"sweep": {"seeds": [0, 1, 2]}})
+    assert repro(project, "studies/dvc.yaml") == {"sweep_cell@2-0", "sweep_method@amun", "sweep_method@ft",
+                                                  "sweep_report"}  # one new cell's training
+    points = [r for r in mlflow_runs(project) if r.data.tags.get("unlearn.job") == "tune-point"]
+    assert sorted(r.data.params["lr"] for r in points if r.data.tags["mlflow.runName"].startswith(
+        "sweep_method/ft/")) == ["0.01", "0.01", "0.05", "0.05"]

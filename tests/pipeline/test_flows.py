@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
-from pipeline.flows import dvc_stages, run
-from tests.conftest import CLASS_METHODS, mlflow_runs, write_params
+from unlearn_pipeline.flows import dvc_stages, run
+from tests.conftest import CLASS_METHODS, METHODS, mlflow_runs, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -14,18 +14,19 @@ def test_stage_order_comes_from_dvc(project):
     nodes = dvc_stages(project)
     order = [n.address for n in nodes]
     assert order[0] == "prepare"
-    assert order.index("report") > max(order.index("evaluate@original"), order.index("evaluate@retrain"))
+    assert order.index("evaluate") > max(order.index("unlearn@amun"), order.index("retrain"))
     by_name = {n.address: n for n in nodes}
-    assert by_name["evaluate@original"].upstream == ("prepare", "references", "train")
-    assert by_name["report"].cmd.startswith("python -m pipeline report original retrain amun ")
+    assert by_name["evaluate"].upstream == ("prepare", "references", "retrain", "train",
+                                            *(f"unlearn@{m}" for m in sorted(METHODS)))
+    assert by_name["evaluate"].cmd == "python -m unlearn_pipeline evaluate"
     assert by_name["unlearn@amun"].upstream == ("adversarial", "prepare", "train")
     assert [n.address for n in dvc_stages(project, ["train"])] == ["prepare", "train"]
     assert by_name["evaluate_class"].upstream == ("prepare", "references", "retrain_class", "train",
                                                   *(f"unlearn_class@{m}" for m in sorted(CLASS_METHODS)))
 
 
-TARGETS = ["evaluate@original", "unlearn_class@trw"]  # a sub-graph where two branches can overlap after train
-TARGET_STAGES = {"prepare", "train", "references", *TARGETS}
+TARGETS = ["retrain", "unlearn_class@trw"]  # a sub-graph where two branches can overlap after train
+TARGET_STAGES = {"prepare", "train", *TARGETS}
 
 
 def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefect_server):
@@ -44,9 +45,11 @@ def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefe
     spans = sorted((r.info.start_time, r.info.end_time) for r in stages.values())
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))  # two stages overlapped
 
+    assert len({r.data.tags["unlearn.execution"] for r in [*parents, *stages.values()]}) == 1
+
     again = run(project, TARGETS)
-    assert set(again.values()) == {"cached"}
-    assert len(mlflow_runs(project)) == len(runs) + 1  # only the new flow run
+    assert again == {stage: "cached" for stage in again} and set(again) == TARGET_STAGES
+    assert len(mlflow_runs(project)) == len(runs)  # nothing stale: no flow started
 
 
 def test_flow_runs_its_stage_tasks_on_a_dask_cluster(project, prefect_server):

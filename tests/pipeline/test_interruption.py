@@ -36,7 +36,7 @@ def _kill_mid_training(root, sig):
 def test_killed_training_resumes_to_the_uninterrupted_result(project):
     write_params(project, {"train": {"epochs": 12}})
     for stage in ("prepare", "train"):  # the uninterrupted reference, outside DVC (no run cache entry)
-        assert subprocess.run([sys.executable, "-m", "pipeline", stage], cwd=project).returncode == 0
+        assert subprocess.run([sys.executable, "-m", "unlearn_pipeline", stage], cwd=project).returncode == 0
     reference = _hashes(project)
     assert not (project / ".checkpoints" / "original.pt").exists()  # removed once the model is stored
 
@@ -60,7 +60,8 @@ def test_killed_training_resumes_to_the_uninterrupted_result(project):
 def test_the_checkpoint_fingerprint_changes_with_what_the_training_depends_on():
     import numpy as np
 
-    from pipeline.stages import Prepared, training_fingerprint
+    from unlearn_pipeline.common import Prepared
+    from unlearn_pipeline.fitting import training_fingerprint
     from unlearn.config import parse_params
 
     params = parse_params({})
@@ -83,8 +84,8 @@ def test_the_checkpoint_fingerprint_changes_with_what_the_training_depends_on():
 
 def test_a_killed_references_stage_keeps_finished_models_and_resumes_the_rest(project):
     write_params(project, {"references": {"K": 3, "epochs": 8}, "mia": {"fixed_variance": True}})
-    stage = [sys.executable, "-m", "pipeline", "references"]
-    assert subprocess.run([sys.executable, "-m", "pipeline", "prepare"], cwd=project).returncode == 0
+    stage = [sys.executable, "-m", "unlearn_pipeline", "references"]
+    assert subprocess.run([sys.executable, "-m", "unlearn_pipeline", "prepare"], cwd=project).returncode == 0
     assert subprocess.run(stage, cwd=project, capture_output=True).returncode == 0
     logits = [f"data/references/logits_{k}.pt" for k in range(3)]
     reference = {rel: hashlib.sha256((project / rel).read_bytes()).hexdigest() for rel in logits}

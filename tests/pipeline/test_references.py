@@ -1,6 +1,6 @@
 import numpy as np
 
-from pipeline.references import keep_matrix
+from unlearn_pipeline.stages.references import keep_matrix
 
 
 def test_keep_matrix_puts_every_sample_in_half_of_the_models_at_random():
@@ -23,7 +23,7 @@ def test_references_on_a_dask_cluster_equal_the_local_run_and_run_in_the_workers
     from tests.conftest import mlflow_runs, write_params
 
     def stage(*args):
-        done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=project, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "unlearn_pipeline", *args], cwd=project, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
 
     def logits() -> dict[str, str]:

@@ -5,12 +5,12 @@ import sys
 
 import yaml
 
-from pipeline.stages import STAGES
+from unlearn_pipeline.stages import load_all
 from tests.conftest import ROOT, write_params
 
 
 def run_stage(root, *args):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=root, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "unlearn_pipeline", *args], cwd=root, capture_output=True, text=True)
 
 
 def test_bad_param_exits_2_with_one_line_and_writes_nothing(project):
@@ -37,12 +37,29 @@ def test_missing_dataset_is_explained(project):
 
 
 def test_dvc_yaml_declares_exactly_the_sections_each_stage_reads():
+    stages = load_all()
+    for path in (ROOT / "dvc.yaml", ROOT / "studies" / "dvc.yaml"):
+        for name, spec in yaml.safe_load(path.read_text())["stages"].items():
+            spec = spec.get("do", spec)
+            stage = spec["cmd"].removeprefix("python -m unlearn_pipeline ").split()[0]
+            declared = tuple(p.replace("${key}", "${item}") for p in spec.get("params", []) if isinstance(p, str))
+            assert declared == stages[stage].sections, name
+
+
+def test_the_method_lists_are_params_yaml_sections_of_registered_methods():
+    """dvc.yaml's foreach lists are params.yaml's unlearn / unlearn_class sections; each names a
+    registered method of its track, and every registered method has a typed section."""
+    from unlearn.config import UnlearnClassConfig, UnlearnConfig, load_params
+    from unlearn.unlearning import METHODS
+
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    for name, spec in dvc.items():
-        spec = spec.get("do", spec)
-        declared = tuple(p for p in spec.get("params", []) if isinstance(p, str))
-        assert declared == STAGES[name].sections, name
-        assert spec["cmd"].startswith(f"python -m pipeline {name}")
+    assert dvc["unlearn"]["foreach"] == "${unlearn}"
+    assert dvc["unlearn_class"]["foreach"] == "${unlearn_class}"
+    params = load_params(ROOT / "params.yaml")
+    for track, config, methods in (("random", UnlearnConfig, params.unlearn.methods),
+                                   ("class", UnlearnClassConfig, params.unlearn_class.methods)):
+        assert set(config.model_fields) == {m for m in METHODS.names() if track in METHODS.get(m).tracks}, track
+        assert methods and set(methods) <= set(config.model_fields)
 
 
 def test_unknown_method_is_refused_before_any_work(project):

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from pipeline.tracking import PARENT_RUN_ENV, TrackedRun, flatten
+from unlearn_pipeline.tracking import EXECUTION_ENV, PARENT_RUN_ENV, TrackedRun, execution_id, flatten
 from tests.conftest import mlflow_runs
 
 
@@ -74,7 +74,7 @@ def _records(uri):
 
 
 def test_runs_not_logged_while_the_store_is_unreachable_are_logged_by_sync(project, tmp_path, monkeypatch, caplog):
-    from pipeline.mlflow_sync import pending_runs, sync
+    from unlearn_pipeline.mlflow_sync import pending_runs, sync
 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
@@ -111,7 +111,7 @@ def test_runs_not_logged_while_the_store_is_unreachable_are_logged_by_sync(proje
 def test_calls_that_fail_on_a_locked_store_are_added_to_the_same_run_by_sync(project, monkeypatch):
     import sqlite3
 
-    from pipeline.mlflow_sync import pending_runs, sync
+    from unlearn_pipeline.mlflow_sync import pending_runs, sync
 
     uri = os.environ["MLFLOW_TRACKING_URI"]
     with TrackedRun("evaluate", {}) as run:
@@ -137,7 +137,7 @@ def test_a_stage_run_without_a_store_is_logged_later_by_unlearn_sync_mlflow(proj
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{blocker}/mlflow.db"}
-    done = subprocess.run([sys.executable, "-m", "pipeline", "prepare"], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "unlearn_pipeline", "prepare"], env=env, capture_output=True, text=True)
     assert done.returncode == 0 and (project / "data" / "prepared" / "meta.json").exists()
     assert "not logged for prepare: start the run, metrics, tags, artifact data/prepared/meta.json" in done.stderr
     done = subprocess.run(["unlearn", "sync-mlflow"], env=env, capture_output=True, text=True)
@@ -152,3 +152,128 @@ def test_a_stage_run_without_a_store_is_logged_later_by_unlearn_sync_mlflow(proj
     assert record.info.run_name == "prepare" and record.data.metrics["n_forget"] > 0
     assert sorted(f.path for f in client.list_artifacts(record.info.run_id, "splits")) == [
         "splits/forget.npy", "splits/meta.json", "splits/remain.npy", "splits/test.npy", "splits/train.npy"]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """An empty MLflow store in a temp dir (no project copy), the cwd for pending journals."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return os.environ["MLFLOW_TRACKING_URI"]
+
+
+def test_the_experiment_opens_in_the_model_training_view(store, monkeypatch):
+    import mlflow
+
+    with TrackedRun("train", {}):
+        pass
+    client = mlflow.MlflowClient(store)
+    assert client.get_experiment_by_name("unlearn").tags["mlflow.experimentKind"] == "custom_model_development"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "older")
+    client.create_experiment("older")  # as made before the tag existed
+    with TrackedRun("train", {}):
+        pass
+    assert client.get_experiment_by_name("older").tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def _small_cnn():
+    import torch
+    from unlearn.models import create_model
+
+    model = create_model("small_cnn", in_channels=1, num_classes=10, seed=0, width=8, batch_norm=True,
+                         mean=[0.5], std=[0.25])
+    with torch.no_grad():
+        model(torch.randn(16, 1, 8, 8))  # train mode: BatchNorm's running stats move off their defaults
+    return model
+
+
+def _assert_same_outputs(model, uri):
+    import mlflow.pytorch
+    import torch
+
+    loaded = mlflow.pytorch.load_model(uri)
+    batch = torch.randn(32, 1, 8, 8)
+    model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(batch), model(batch))
+
+
+def test_log_model_registers_a_pytorch_model_that_gives_the_same_outputs(store):
+    import time
+
+    import mlflow
+    import numpy as np
+    import torch
+
+    model = _small_cnn()
+    example = np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)
+    with TrackedRun("train", {}) as run:
+        with torch.no_grad():
+            model(torch.from_numpy(example))  # as after training: the model has run in this process
+        started = time.perf_counter()
+        run.log_model(model, "cnn", example)
+        first = time.perf_counter() - started
+        assert model.training  # its mode is restored
+        started = time.perf_counter()
+        run.log_model(model, "cnn", example)
+        second = time.perf_counter() - started
+    assert run.failed is None, run.failed
+    assert second < 1.5, (first, second)  # the first call also pays MLflow's one-time look at the packages
+    client = mlflow.MlflowClient(store)
+    assert sorted(int(v.version) for v in client.search_model_versions("name='cnn'")) == [1, 2]
+    assert len(client.get_run(run.run_id).outputs.model_outputs) == 2  # the run's Models column
+    _assert_same_outputs(model, "models:/cnn/latest")
+
+
+def test_a_model_not_logged_is_kept_and_logged_by_sync(store, tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+
+    from unlearn_pipeline.mlflow_sync import pending_runs, sync
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{blocker}/mlflow.db")
+    model = _small_cnn()
+    with TrackedRun("train", {}) as run:
+        run.log_model(model, "cnn", np.zeros((1, 1, 8, 8), np.float32))
+    assert run.not_logged == ["start the run", "model cnn", "end the run"]
+    with torch.no_grad():
+        model(torch.randn(4, 1, 8, 8))  # the stage goes on: what is kept is the model as logged
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    (folder,) = pending_runs()
+    logged = torch.load(folder / "artifacts" / "2" / "model.pt", weights_only=False)
+    assert sync() == (1, None) and pending_runs() == []
+    _assert_same_outputs(logged, "models:/cnn/1")
+    _, (record,) = _records(store)
+    assert record.info.status == "FINISHED" and len(record.outputs.model_outputs) == 1
+
+
+def test_runs_of_one_execution_share_the_execution_tag(store, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv(EXECUTION_ENV, "flow-123")
+    with TrackedRun("prepare", {}) as first, TrackedRun("train", {}) as second:
+        pass
+    client = mlflow.MlflowClient(store)
+    assert {client.get_run(r.run_id).data.tags["unlearn.execution"] for r in (first, second)} == {"flow-123"}
+    monkeypatch.delenv(EXECUTION_ENV)
+    with TrackedRun("prepare", {}) as third:
+        pass
+    derived = client.get_run(third.run_id).data.tags["unlearn.execution"]
+    assert derived == execution_id() != "flow-123" and not derived.startswith("dvc-")  # pytest is no dvc
+
+
+def test_a_stage_started_by_dvc_takes_the_execution_of_that_dvc_process(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.delenv(EXECUTION_ENV, raising=False)
+    stage = "from unlearn_pipeline.tracking import execution_id; print(execution_id())"
+    fake_dvc = tmp_path / "dvc"  # runs the stage through a shell, as `dvc repro` does
+    fake_dvc.write_text(f"#!{sys.executable}\nimport os, subprocess\nprint(os.getpid(), flush=True)\n"
+                        f"subprocess.run(['/bin/sh', '-c', '{sys.executable} -c \"{stage}\" && true'])\n")
+    fake_dvc.chmod(0o755)
+    pid, execution = subprocess.run([str(fake_dvc), "repro"], capture_output=True, text=True, check=True).stdout.split()
+    assert execution.startswith(f"dvc-{pid}-")

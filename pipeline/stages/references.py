@@ -11,22 +11,16 @@ of that model. The K trainings run as independent jobs through :mod:`unlearn.exe
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from pipeline.tracking import TrackedRun
 from unlearn.config import Params
-from unlearn.errors import DataError
-from unlearn.io import atomic_path, load_tensors, save_tensors
+from unlearn.io import atomic_path, save_tensors
+from unlearn_pipeline.common import KEEP, load_prepared, logits_path, remove_checkpoints
+from unlearn_pipeline.fitting import train_model
+from unlearn_pipeline.stages import stage
+from unlearn_pipeline.tracking import TrackedRun
 
-REFERENCES = Path("data/references")
-KEEP = REFERENCES / "keep.npy"
 _KEEP_STREAM = 4
-
-
-def logits_path(k: int) -> Path:
-    return REFERENCES / f"logits_{k}.pt"
 
 
 def reference_seed(seed: int, k: int) -> int:
@@ -40,8 +34,8 @@ def keep_matrix(models: int, samples: int, seed: int) -> np.ndarray:
     return order < models // 2
 
 
+@stage("references", ("seed", "model", "train", "lipschitz", "references"), untracked=("execution",))
 def references(params: Params, run: TrackedRun) -> None:
-    from pipeline.stages import load_prepared, remove_checkpoints
     from unlearn.execution import Job, run_jobs
 
     cfg = params.references
@@ -59,7 +53,6 @@ def references(params: Params, run: TrackedRun) -> None:
 
 def train_reference(k: int, params_file: str, parent_run_id: str | None) -> str:
     """Job: train reference model ``k`` on its half of the population and save its logits."""
-    from pipeline.stages import _train_model, load_prepared
     from unlearn.config import load_params
     from unlearn.evaluation import predict
 
@@ -71,21 +64,7 @@ def train_reference(k: int, params_file: str, parent_run_id: str | None) -> str:
     sections = {"references": params.references.model_dump(), "train": recipe.model_dump(), "reference": k}
     with TrackedRun(f"references/{k}", sections, tags={"unlearn.job": "references", "reference": str(k)},
                     parent=parent_run_id) as run:
-        model, _ = _train_model(f"reference {k}", setting, data, np.flatnonzero(keep[k]), run,
-                                seed=reference_seed(params.seed, k))
+        model, _ = train_model(f"reference {k}", setting, data, np.flatnonzero(keep[k]), run,
+                               seed=reference_seed(params.seed, k))
         save_tensors(logits_path(k), {"logits": predict(model, data.images)})
     return str(logits_path(k))
-
-
-def load_references(samples: int) -> tuple[np.ndarray, "torch.Tensor"]:  # noqa: F821
-    """The keep matrix (K, N) and the reference logits (K, N, C), checked against each other."""
-    import torch
-
-    if not KEEP.exists():
-        raise DataError(f"{KEEP}: file not found; run `dvc repro references`")
-    keep = np.load(KEEP, allow_pickle=False)
-    logits = torch.stack([load_tensors(logits_path(k))["logits"] for k in range(len(keep))])
-    if keep.dtype != bool or keep.shape != (len(logits), samples) or logits.shape[1] != samples:
-        raise DataError(f"{REFERENCES}: keep {keep.shape} and logits {tuple(logits.shape)} do not match the "
-                        f"{samples} samples of data/prepared; re-run `dvc repro references`")
-    return keep, logits

@@ -1,0 +1,158 @@
+"""What the stages share: paths, loading the prepared data, models, D_A and the reference
+models, and writing tables and figures. Every stage imports this module, so an edit here
+re-runs the whole pipeline: keep it small and stable."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from unlearn.errors import DataError
+from unlearn.io import load_indices, load_tensors, read_json
+
+if TYPE_CHECKING:  # torch costs ~2 s to import: only the stages that use it do
+    import numpy as np
+    import torch
+
+    from unlearn_pipeline.tracking import TrackedRun
+
+PREPARED = Path("data/prepared")
+IMAGES = PREPARED / "images.pt"
+META = PREPARED / "meta.json"
+SPLITS = ("train", "test", "forget", "remain")
+MODELS_DIR = Path("data/models")
+METRICS_DIR = Path("metrics")
+PLOTS_DIR = Path("plots")
+REPORTS_DIR = Path("reports")
+CACHE_DIR = Path("data/cache")
+ADVERSARIAL = Path("data/adversarial/forget.pt")
+REFERENCES = Path("data/references")
+KEEP = REFERENCES / "keep.npy"
+CHECKPOINTS = Path(".checkpoints")  # per-epoch training state; not an output, removed once a model is stored
+
+
+def split_path(name: str) -> Path:
+    return PREPARED / f"{name}.npy"
+
+
+def model_path(name: str) -> Path:
+    return MODELS_DIR / f"{name}.pt"
+
+
+def random_model(name: str) -> str:
+    """The name under ``data/models`` (and ``metrics/runtime``) of random-track model ``name``:
+    the original and retrained models at the top, the unlearned ones under ``random/``."""
+    return name if name in ("original", "retrain") else f"random/{name}"
+
+
+def metrics_path(name: str) -> Path:
+    return METRICS_DIR / "random" / f"{name}.json"
+
+
+def runtime_path(name: str) -> Path:
+    """Wall-clock seconds the stage that wrote model ``name`` spent building it."""
+    return METRICS_DIR / "runtime" / f"{name}.json"
+
+
+def roc_path(name: str) -> Path:
+    return PLOTS_DIR / "roc" / f"{name}.csv"
+
+
+def logits_path(k: int) -> Path:
+    """Reference model k's logits on every sample."""
+    return REFERENCES / f"logits_{k}.pt"
+
+
+def checkpoint_path(name: str) -> Path:
+    """Where the training of model ``name`` (e.g. "original", "reference 3") saves its epochs."""
+    return CHECKPOINTS / f"{name.replace(' ', '_')}.pt"
+
+
+def remove_checkpoints(*names: str) -> None:
+    """Once a stage's outputs are written; until then a re-run after a crash resumes (and a
+    multi-job stage restores its finished models instead of training them again)."""
+    for name in names:
+        checkpoint_path(name).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    images: torch.Tensor
+    labels: torch.Tensor
+    splits: dict[str, np.ndarray]
+    meta: dict
+
+
+def load_prepared() -> Prepared:
+    """The prepare stage's outputs, checked against each other."""
+    import numpy as np
+
+    from unlearn.data.splits import Splits, check_splits
+
+    meta = read_json(META)
+    blob = load_tensors(IMAGES)
+    images, labels = blob["images"], blob["labels"]
+    splits = {name: load_indices(split_path(name)) for name in SPLITS}
+    for name, idx in splits.items():
+        if len(idx) != meta["counts"][name] or (len(idx) and idx.max() >= len(labels)):
+            raise DataError(f"{split_path(name)}: does not match {IMAGES} and {META}; re-run `dvc repro prepare`")
+    if np.intersect1d(splits["forget"], splits["test"]).size:
+        raise DataError(f"{split_path('forget')}: overlaps the test split {split_path('test')}; "
+                        "re-run `dvc repro prepare`")
+    try:
+        check_splits(Splits(**splits), len(labels))
+    except DataError as exc:
+        raise DataError(f"{PREPARED}/*.npy: {exc}; re-run `dvc repro prepare`") from None
+    return Prepared(images, labels, splits, meta)
+
+
+def load_references(samples: int) -> tuple[np.ndarray, torch.Tensor]:
+    """The keep matrix (K, N) and the reference logits (K, N, C), checked against each other."""
+    import numpy as np
+    import torch
+
+    if not KEEP.exists():
+        raise DataError(f"{KEEP}: file not found; run `dvc repro references`")
+    keep = np.load(KEEP, allow_pickle=False)
+    logits = torch.stack([load_tensors(logits_path(k))["logits"] for k in range(len(keep))])
+    if keep.dtype != bool or keep.shape != (len(logits), samples) or logits.shape[1] != samples:
+        raise DataError(f"{REFERENCES}: keep {keep.shape} and logits {tuple(logits.shape)} do not match the "
+                        f"{samples} samples of data/prepared; re-run `dvc repro references`")
+    return keep, logits
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+@contextlib.contextmanager
+def figure(filename: str, run: TrackedRun):
+    """A matplotlib figure saved as a PNG and logged to MLflow under ``plots/`` (not a DVC output)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    try:
+        yield fig, ax
+        fig.tight_layout()
+        with tempfile.TemporaryDirectory() as tmp:
+            fig.savefig(Path(tmp) / filename, dpi=100)
+            run.log_artifact(Path(tmp) / filename, "plots")
+    finally:
+        plt.close(fig)

@@ -1,0 +1,67 @@
+"""The stages, one module per stage or stage family, each function registered with ``@stage``.
+
+``MODULES`` says which module holds each stage, so that running a stage imports that
+module alone (and what it imports): a stage's code, and so its DVC dependencies, is
+exactly what its module reaches. A test checks both the map and the dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+from unlearn.errors import ConfigError
+
+MODULES = {
+    "prepare": "prepare",
+    "train": "training", "retrain": "training",
+    "transfer": "transfer",
+    "adversarial": "adversarial",
+    "references": "references",
+    "unlearn": "unlearn", "evaluate": "evaluate",
+    "retrain_class": "retrain_class", "unlearn_class": "unlearn_class", "evaluate_class": "evaluate_class",
+    "sweep_cell": "sweep", "sweep_method": "sweep", "sweep_report": "sweep",
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage function ``fn(params, run, *items)`` and the params it reads."""
+
+    name: str
+    fn: Callable
+    sections: tuple[str, ...]  # the params sections the stage reads (dvc.yaml lists the same)
+    untracked: tuple[str, ...] = ()  # sections it reads that cannot change its results (not in dvc.yaml)
+
+
+STAGES: dict[str, Stage] = {}
+
+
+def stage(name: str, sections: tuple[str, ...] = (), untracked: tuple[str, ...] = ()) -> Callable:
+    """Register the decorated function as stage ``name``; ``${item}`` in a section stands
+    for the stage's first item (``unlearn.${item}`` -> ``unlearn.amun``)."""
+    def decorator(fn: Callable) -> Callable:
+        if name in STAGES:
+            raise ValueError(f"stage {name!r} is already registered")
+        if name not in MODULES or fn.__module__ != f"{__name__}.{MODULES[name]}":
+            raise ValueError(f"stage {name!r}: MODULES places it in {MODULES.get(name)!r}, not {fn.__module__}")
+        STAGES[name] = Stage(name, fn, sections, untracked)
+        return fn
+
+    return decorator
+
+
+def load_stage(name: str) -> Stage:
+    """Import the module of stage ``name`` and return the stage."""
+    if name not in MODULES:
+        raise ConfigError(f"unknown stage {name!r}; known: {', '.join(sorted(MODULES))}")
+    importlib.import_module(f"{__name__}.{MODULES[name]}")
+    return STAGES[name]
+
+
+def load_all() -> dict[str, Stage]:
+    """Every stage (imports every stage module)."""
+    for name in MODULES:
+        load_stage(name)
+    return dict(STAGES)

@@ -1,0 +1,125 @@
+"""Stage ``evaluate``: every model of the random track against every attack, beside retrain:
+``metrics/random/<model>.json``, ``reports/results.md`` and ``reports/index.html``."""
+
+from __future__ import annotations
+
+import logging
+
+from unlearn.config import Params
+from unlearn.io import read_json, write_json, write_text
+from unlearn_pipeline.common import (REPORTS_DIR, csv_text, figure, load_prepared, load_references, markdown_table,
+                                     metrics_path, random_model, roc_path, runtime_path)
+from unlearn_pipeline.model_store import load_model
+from unlearn_pipeline.stages import stage
+from unlearn_pipeline.tracking import TrackedRun
+
+log = logging.getLogger(__name__)
+
+
+@stage("evaluate", ("seed", "model", "evaluate", "mia"), untracked=("unlearn",))
+def evaluate(params: Params, run: TrackedRun) -> None:
+    """Every model of the random track (original, retrain and each method of ``unlearn``,
+    whose sections are read for their names only) measured and set beside retrain; see
+    :func:`measure` and :func:`write_report`.
+
+    One stage for all models rather than one per model: evaluating a model costs one
+    forward pass and the attacks' scoring (well under a second on digits), less than
+    starting a stage process, and the models themselves stay cached per method."""
+    data = load_prepared()
+    keep, reference_logits = load_references(len(data.labels))
+    names = ("original", "retrain", *params.unlearn.methods)
+    results = {name: measure(name, params, data, keep, reference_logits) for name in names}
+    write_report(results, run)
+
+
+def measure(name: str, params: Params, data, keep, reference_logits) -> dict:
+    """Model ``name`` on forget, remain and test: accuracy (percent), loss, the attacks
+    without reference models (SVC MIA-efficacy, loss attack) and RMIA and LiRA with the
+    reference models (AUC, TPR at low FPR, an RMIA ROC curve in ``plots/roc/<name>.csv``),
+    with the wall-clock time of the stage that built it."""
+    from unlearn.evaluation import predict, split_metrics
+    from unlearn.evaluation.roc import roc_curve_points
+    from unlearn.evaluation.suite import attack_metrics, attack_scores
+
+    model = load_model(random_model(name), params, data.meta)
+    logits = predict(model, data.images, params.evaluate.batch_size)
+    scores = attack_scores(logits, reference_logits, keep, data.labels, data.splits["test"], params.mia, params.seed)
+    metrics = {**split_metrics(logits, data.labels, data.splits),
+               **attack_metrics(scores, data.splits, params.mia, params.seed)}
+    metrics = {**{k: round(v, 4) for k, v in metrics.items()}, **read_json(runtime_path(random_model(name)))}
+    fpr, tpr = roc_curve_points(scores["rmia"][data.splits["forget"]], scores["rmia"][data.splits["test"]])
+    write_text(roc_path(name), csv_text(["fpr", "tpr"], [[f"{f:.5f}", f"{t:.5f}"] for f, t in zip(fpr, tpr)]))
+    log.info("%s: %s", name, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if not isinstance(v, bool)))
+    return metrics
+
+
+REPORT_COLUMNS = {"forget_acc": "forget acc", "retain_acc": "retain acc", "test_acc": "test acc",
+                  "mia_rmia_auc": "RMIA AUC", "mia_rmia_tpr_at_1fpr": "RMIA TPR@1%FPR", "avg_gap": "Avg Gap",
+                  "mia_lira_auc": "LiRA AUC", "mia_svc": "MIA-efficacy (SVC)", "avg_gap_svc": "Avg Gap (SVC)",
+                  "runtime_s": "runtime (s)", "runtime_vs_retrain": "runtime / retrain"}
+
+REPORT_NOTE = ("Accuracies in percent. RMIA and LiRA AUC: how well the attack (with the reference models) "
+               "tells forget samples from test samples, in percent (50 = not at all: the retrained model's "
+               "value is the target); TPR at 1% FPR likewise. MIA-efficacy (SalUn's SVC attack on confidence): "
+               "percent of forget samples it calls non-members. Avg Gap: mean absolute difference to the "
+               "retrained model over forget, remain and test accuracy and RMIA AUC (the thesis's; 0 is ideal); "
+               "Avg Gap (SVC) uses MIA-efficacy instead. Runtime: wall-clock time of the stage that built the "
+               "model (AMUN's includes building its adversarial set).")
+
+
+def write_report(results: dict[str, dict], run: TrackedRun) -> None:
+    """Each model's metrics beside the retrained model's: ``metrics/<model>.json`` with
+    ``avg_gap`` (accuracies + RMIA AUC, as in the thesis), ``avg_gap_svc`` (accuracies +
+    MIA-efficacy, as in SalUn) and ``runtime_vs_retrain`` added; tables in the layout of
+    AMUN's Table 1 (split by whether the method reads the remain set) in
+    ``reports/results.md`` and ``reports/index.html`` (with the RMIA ROC curves), and a
+    bar-plot CSV of the accuracies; every model's metrics to MLflow as ``<metric>.<model>``."""
+    from unlearn.evaluation.gap import ACCURACY_KEYS, SVC_KEYS, avg_gap
+
+    names = tuple(results)
+    reference = results["retrain"]
+    for metrics in results.values():
+        metrics.update(avg_gap=round(avg_gap(metrics, reference), 4),
+                       avg_gap_svc=round(avg_gap(metrics, reference, SVC_KEYS), 4),
+                       runtime_vs_retrain=round(metrics["runtime_s"] / reference["runtime_s"], 4))
+    for name, metrics in results.items():
+        write_json(metrics_path(name), metrics)
+    others = [name for name in results if name != "retrain"]
+    groups = {"With remain access": [n for n in others if results[n].get("remain_access", True)],
+              "Without remain access": [n for n in others if results[n].get("remain_access") is False]}
+    header = ["model", *REPORT_COLUMNS.values()]
+    tables = [(title, header, [_report_row(n, results[n]) for n in ["retrain", *members]])
+              for title, members in groups.items() if members]
+    write_text(REPORTS_DIR / "results.md", "# Results\n\n" + REPORT_NOTE + "\n\n" + "\n\n".join(
+        f"## {title}\n\n" + markdown_table(head, rows) for title, head, rows in tables) + "\n")
+    write_text(REPORTS_DIR / "index.html", _html_report(tables, names, run))
+    bars = [[f"{name} {key.removesuffix('_acc')}", f"{metrics[key]:.4f}"]
+            for name, metrics in results.items() for key in ACCURACY_KEYS]
+    write_text(REPORTS_DIR / "accuracy.csv", csv_text(["model_split", "accuracy"], bars))
+    run.log_metrics({f"{key}.{name}": float(value) for name, m in results.items() for key, value in m.items()})
+    for path in ("results.md", "index.html", "accuracy.csv"):
+        run.log_artifact(REPORTS_DIR / path, "report")
+
+
+def _html_report(tables: list, names: tuple[str, ...], run: TrackedRun) -> str:
+    """The report as one HTML page, with the RMIA ROC curves of every model (also logged to MLflow)."""
+    import numpy as np
+
+    from unlearn_pipeline.html_report import png_bytes, render
+
+    with figure("roc_rmia.png", run) as (fig, ax):
+        for name in names:
+            rows = np.loadtxt(roc_path(name), delimiter=",", skiprows=1, ndmin=2)
+            ax.plot(rows[:, 0], rows[:, 1], label=name, lw=2.5 if name == "retrain" else 1.2)
+        ax.plot([1e-3, 1], [1e-3, 1], "k:", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlabel="false positive rate", ylabel="true positive rate",
+               title="RMIA, forget vs test")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        figure_png = png_bytes(fig)
+    return render("Unlearning results", REPORT_NOTE, tables,
+                  [("RMIA ROC curves, forget (members) vs test (non-members), log-log", figure_png)])
+
+
+def _report_row(name: str, metrics: dict) -> list[str]:
+    return [name, *(f"{metrics[key]:.2f}" if key in metrics else "-" for key in REPORT_COLUMNS)]

@@ -1,0 +1,48 @@
+"""Stage ``prepare``: decode the dataset once into uint8 tensors and write the seeded splits."""
+
+from __future__ import annotations
+
+import logging
+
+from unlearn.config import Params
+from unlearn.io import file_sha256, save_indices, save_tensors, write_json
+from unlearn_pipeline.common import CACHE_DIR, IMAGES, META, SPLITS, split_path
+from unlearn_pipeline.stages import stage
+from unlearn_pipeline.tracking import TrackedRun
+
+log = logging.getLogger(__name__)
+
+
+@stage("prepare", ("seed", "data"))
+def prepare(params: Params, run: TrackedRun) -> None:
+    """Decode the dataset to uint8 tensors and write the seeded splits as index files."""
+    import torch
+
+    from unlearn.data import load_dataset, make_splits
+
+    cfg = params.data
+    data = load_dataset(cfg.dataset, root=cfg.root, path=cfg.path, download=cfg.download, cache_dir=CACHE_DIR)
+    splits = make_splits(data.labels.numpy(), seed=params.seed, forget=cfg.forget,
+                         test_start=data.test_start, test_fraction=cfg.test_fraction)
+    train_pixels = data.images[torch.as_tensor(splits.train)].float().div_(255)
+    mean = train_pixels.mean(dim=(0, 2, 3)).tolist()
+    std = train_pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    save_tensors(IMAGES, {"images": data.images, "labels": data.labels})
+    for name, idx in splits.as_dict().items():
+        save_indices(split_path(name), idx)
+    meta = {
+        "dataset": cfg.dataset,
+        "classes": list(data.classes),
+        "test_start": data.test_start,
+        "shape": list(data.images.shape[1:]),
+        "mean": mean,
+        "std": std,
+        "counts": {name: int(len(idx)) for name, idx in splits.as_dict().items()},
+        "sha256": {path.name: file_sha256(path) for path in [IMAGES, *map(split_path, SPLITS)]},
+    }
+    write_json(META, meta)
+    log.info("prepared %s: %s", cfg.dataset, meta["counts"])
+    run.log_metrics({f"n_{name}": count for name, count in meta["counts"].items()})
+    run.set_tags({"data.sha256": meta["sha256"]["images.pt"]})
+    for path in [META, *map(split_path, SPLITS)]:
+        run.log_artifact(path, "splits")

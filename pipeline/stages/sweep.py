@@ -1,0 +1,179 @@
+"""The seed study of the random track (``studies/dvc.yaml``): multi-seed results with
+learning-rate selection.
+
+``sweep_cell@<seed>-<forget seed>`` (a DVC ``matrix`` over ``sweep.seeds`` x
+``sweep.forget_seeds``, plus the tuning cell) trains a cell's original and retrained
+models and builds its D_A (:func:`unlearn.protocol.prepare_cell`), and stores them;
+``sweep_method@<method>`` (one stage per method of ``sweep.methods``, so that editing
+``unlearn.amun`` re-runs AMUN alone) chooses the method's learning rate from
+``sweep.lr_grid`` by the smallest Avg Gap (SVC) on the tuning cell, whose forget set is
+not one of the evaluation forget sets, then runs the method on every cell;
+``sweep_report`` aggregates: mean, standard deviation and 95% interval.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unlearn.config import Params
+from unlearn.errors import ConfigError, DataError
+from unlearn.io import load_tensors, read_json, save_tensors, write_json, write_text
+from unlearn_pipeline.common import REPORTS_DIR, checkpoint_path, load_prepared, markdown_table, remove_checkpoints
+from unlearn_pipeline.fitting import training_fingerprint
+from unlearn_pipeline.stages import stage
+from unlearn_pipeline.tracking import TrackedRun
+
+SWEEP = Path("data/sweep")
+REPORT_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_svc", "mia_loss_auc", "avg_gap_svc", "runtime_vs_retrain")
+CELL_SECTIONS = ("model", "train", "lipschitz", "data", "adversarial")
+
+
+def cell_dir(seed: int, forget_seed: int) -> Path:
+    return SWEEP / "cells" / f"seed{seed}-forget{forget_seed}"
+
+
+def method_path(method: str) -> Path:
+    return SWEEP / "methods" / f"{method}.json"
+
+
+def _cell_model(seed: int, forget_seed: int, name: str) -> str:
+    return f"sweep seed{seed}-forget{forget_seed} {name}"
+
+
+def _seeds(stage_name: str, seed: str, forget_seed: str) -> tuple[int, int]:
+    if not (seed.isdigit() and forget_seed.isdigit()):
+        raise ConfigError(f"{stage_name}: takes <seed> <forget_seed> as integers >= 0; got {seed!r} {forget_seed!r}")
+    return int(seed), int(forget_seed)
+
+
+@stage("sweep_cell", CELL_SECTIONS)
+def sweep_cell(params: Params, run: TrackedRun, seed: str, forget_seed: str) -> None:
+    """One cell's starting point: its split, original and retrained models, D_A and their
+    metrics, in ``data/sweep/cells/seed<seed>-forget<forget_seed>/``. The trainings are
+    checkpointed per epoch."""
+    import torch
+
+    from unlearn.checkpoint import EpochCheckpoint
+    from unlearn.protocol import prepare_cell
+
+    seed_value, forget_value = _seeds("sweep_cell", seed, forget_seed)
+    data = load_prepared()
+
+    def checkpoint(name: str, indices) -> EpochCheckpoint:
+        name = _cell_model(seed_value, forget_value, name)
+        return EpochCheckpoint(checkpoint_path(name), training_fingerprint(name, params, data, indices, seed_value))
+
+    cell = prepare_cell(data.images, data.labels, data.meta.get("test_start"), params, seed_value, forget_value,
+                        checkpoint)
+    folder = cell_dir(seed_value, forget_value)
+    found = cell.task.adversarial
+    save_tensors(folder / "cell.pt", {
+        "original": cell.original.state_dict(), "adversarial": {
+            "images": found.images, "labels": found.labels, "eps": found.eps, "distance": found.distance,
+            "capped": found.capped},
+        **{f"split.{name}": torch.as_tensor(idx) for name, idx in cell.splits.items()}})
+    write_json(folder / "cell.json", {"seed": seed_value, "forget_seed": forget_value, "metrics": cell.metrics,
+                                      "retrain_s": cell.retrain_s, "adversarial_s": cell.adversarial_s,
+                                      "stats": cell.stats})
+    remove_checkpoints(*(_cell_model(seed_value, forget_value, name) for name in ("original", "retrain")))
+    run.log_metrics({f"{key}.{name}": float(value) for name, m in cell.metrics.items() for key, value in m.items()})
+
+
+def _load_cell(params: Params, data, seed: int, forget_seed: int):
+    """The cell stored by ``sweep_cell``, as :class:`unlearn.protocol.CellModels`."""
+    import torch
+
+    from unlearn.attacks import AdversarialSet
+    from unlearn.models import create_model
+    from unlearn.protocol import CellModels
+    from unlearn.unlearning import ForgetTask
+
+    folder = cell_dir(seed, forget_seed)
+    if not (folder / "cell.json").exists():
+        raise DataError(f"{folder / 'cell.json'}: file not found; run `dvc repro studies/dvc.yaml` (sweep_cell stages)")
+    info, blob = read_json(folder / "cell.json"), load_tensors(folder / "cell.pt")
+    splits = {key.removeprefix("split."): value.numpy() for key, value in blob.items() if key.startswith("split.")}
+    model = create_model(params.model.name, in_channels=data.images.shape[1], num_classes=len(data.meta["classes"]),
+                         seed=seed, width=params.model.width, batch_norm=params.model.batch_norm, **info["stats"])
+    model.load_state_dict(blob["original"])
+    task = ForgetTask(data.images, data.labels, torch.as_tensor(splits["forget"]), torch.as_tensor(splits["remain"]),
+                      len(data.meta["classes"]), AdversarialSet(**blob["adversarial"]))
+    return CellModels(task, splits, model.eval(), info["retrain_s"], info["adversarial_s"], info["metrics"],
+                      info["stats"])
+
+
+@stage("sweep_method", ("unlearn.${item}", "sweep.lr_grid", "sweep.seeds", "sweep.forget_seeds",
+                        "sweep.tuning_seed", "sweep.tuning_forget_seed"))
+def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
+    """One method of the study: its learning rate, the grid point with the smallest Avg Gap
+    (SVC) on the tuning cell (a method without a grid keeps the rate of its ``unlearn``
+    section), then its metrics on every cell at that rate, in ``data/sweep/methods/<method>.json``."""
+    from unlearn.protocol import run_method
+
+    sweep = params.sweep
+    if method not in params.unlearn.methods:
+        raise ConfigError(f"sweep_method: unknown method {method!r}; params.yaml's unlearn has "
+                          f"{', '.join(params.unlearn.methods)}")
+    data = load_prepared()
+    cfg = getattr(params.unlearn, method)
+    grid = sweep.lr_grid.get(method, [cfg.lr])
+    tuning = _load_cell(params, data, sweep.tuning_seed, sweep.tuning_forget_seed)
+    gaps = {}
+    for lr in grid:
+        with TrackedRun(f"sweep_method/{method}/lr={lr:g}", {"lr": lr}, tags={"unlearn.job": "tune-point"},
+                        parent=run.run_id) as point:
+            metrics = run_method(tuning, method, cfg.model_copy(update={"lr": lr}), sweep.tuning_seed)
+            point.log_metrics({k: float(v) for k, v in metrics.items()})
+        gaps[lr] = metrics["avg_gap_svc"]
+    best = min(grid, key=gaps.get)
+    run.log_metrics({"best_lr": best, "best_avg_gap_svc": gaps[best]})
+    chosen = cfg.model_copy(update={"lr": best})
+    cells = {}
+    for seed in sweep.seeds:
+        for forget_seed in sweep.forget_seeds:
+            cell = _load_cell(params, data, seed, forget_seed)
+            cells[cell_dir(seed, forget_seed).name] = run_method(cell, method, chosen, seed)
+    write_json(method_path(method), {"lr": best, "avg_gap_svc_by_lr": {f"{lr:g}": round(gap, 4)
+                                                                       for lr, gap in gaps.items()},
+                                     "cells": cells})
+    run.log_metrics({f"avg_gap_svc.{name}": float(m["avg_gap_svc"]) for name, m in cells.items()})
+
+
+@stage("sweep_report", ("sweep.seeds", "sweep.forget_seeds", "sweep.methods", "sweep.tuning_seed",
+                        "sweep.tuning_forget_seed"))
+def sweep_report(params: Params, run: TrackedRun) -> None:
+    """Mean, std and 95% interval over the cells of every model's metrics:
+    ``metrics/sweep.json`` and ``reports/sweep.md``."""
+    from unlearn.evaluation import avg_gap
+    from unlearn.evaluation.gap import SVC_KEYS
+    from unlearn.protocol import aggregate
+
+    sweep = params.sweep
+    names = [cell_dir(s, f).name for s in sweep.seeds for f in sweep.forget_seeds]
+    paths = [SWEEP / "cells" / name / "cell.json" for name in names] + [method_path(m) for m in sweep.methods]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise DataError(f"{missing[0]}: file not found; run `dvc repro studies/dvc.yaml`")
+    bases = {name: read_json(SWEEP / "cells" / name / "cell.json")["metrics"] for name in names}
+    methods = {m: read_json(method_path(m)) for m in sweep.methods}
+    per_model = {"retrain": [{**bases[n]["retrain"], "avg_gap_svc": 0.0, "runtime_vs_retrain": 1.0} for n in names],
+                 "original": [{**bases[n]["original"], "avg_gap_svc": avg_gap(bases[n]["original"],
+                                                                               bases[n]["retrain"], SVC_KEYS)}
+                              for n in names],
+                 **{m: [result["cells"][n] for n in names] for m, result in methods.items()}}
+    summary = {name: {key: {k: round(v, 4) for k, v in aggregate([c[key] for c in cells]).items()}
+                      for key in REPORT_KEYS if key in cells[0]} for name, cells in per_model.items()}
+    write_json(Path("metrics/sweep.json"), {"cells": len(names), "models": summary,
+                                            "lr": {m: result["lr"] for m, result in methods.items()}})
+    header = ["model", "lr", *REPORT_KEYS]
+    rows = [[name, f"{methods[name]['lr']:g}" if name in methods else "-",
+             *(f"{summary[name][k]['mean']:.2f} ± {summary[name][k]['ci95']:.2f}" if k in summary[name] else "-"
+               for k in REPORT_KEYS)] for name in per_model]
+    note = (f"Mean ± half-width of the 95% Student-t interval over {len(names)} cells (model seeds {sweep.seeds} x "
+            f"forget-set seeds {sweep.forget_seeds}); each cell has its own split, original and retrained model. "
+            f"Accuracies, MIA-efficacy (SVC) and loss-attack AUC in percent; Avg Gap (SVC) to the cell's retrained "
+            f"model over forget / retain / test accuracy and MIA-efficacy. lr: the rate chosen on the tuning cell "
+            f"(seed {sweep.tuning_seed}, forget-set seed {sweep.tuning_forget_seed}).")
+    write_text(REPORTS_DIR / "sweep.md", f"# Sweep over seeds\n\n{note}\n\n{markdown_table(header, rows)}\n")
+    run.log_metrics({f"avg_gap_svc.{name}": summary[name]["avg_gap_svc"]["mean"] for name in per_model})
+    run.log_artifact(REPORTS_DIR / "sweep.md", "report")
