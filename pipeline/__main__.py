@@ -18,6 +18,7 @@ from unlearn.errors import ConfigError, UserError
 def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> None:
     """Validate params, then run stage ``name`` inside one MLflow run."""
     from unlearn.config import load_params
+    from unlearn.device import precision
     from unlearn_pipeline.stages import load_stage
     from unlearn_pipeline.tracking import TrackedRun
 
@@ -28,10 +29,19 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
     for section in (*stage.sections, *stage.untracked):  # e.g. "unlearn.${item}" -> params.unlearn.<item>
         key = section.replace("${item}", items[0] if items else "")
         sections[key] = _dump(_section(params, key, name))
-    # DVC names the stage it runs in DVC_STAGE (e.g. "evaluate@original"); the flow does too
+    # DVC names the stage it runs in DVC_STAGE (e.g. "unlearn@amun"); the flow does too
     addressing = os.environ.get("DVC_STAGE") or " ".join([name, *items])
-    with TrackedRun(addressing, sections, tags={"dvc.stage": addressing}) as run:
+    tags = {"dvc.stage": addressing, **_device_tags(params.execution)}
+    with TrackedRun(addressing, sections, tags=tags) as run, precision(params.execution.precision):
         stage.fn(params, run, *items)
+
+
+def _device_tags(execution) -> dict[str, str]:
+    """Where the stage computes: ``device``, ``device.name`` and ``precision``."""
+    from unlearn.device import device_name, resolve_device
+
+    device = resolve_device(execution.device)
+    return {"device": str(device), "device.name": device_name(device), "precision": execution.precision}
 
 
 def _check_items(stage: str, fn, items: list[str]) -> None:

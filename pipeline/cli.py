@@ -1,5 +1,5 @@
-"""The ``unlearn`` command: ``unlearn run`` (the Prefect flow), ``unlearn stage``, ``unlearn doctor``
-and ``unlearn sync-mlflow``."""
+"""The ``unlearn`` command: ``unlearn run`` (the Prefect flow), ``unlearn stage``, ``unlearn doctor``,
+``unlearn preset`` and ``unlearn sync-mlflow``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,18 @@ def main(argv: list[str] | None = None) -> int:
     stage.add_argument("stage_args", nargs=argparse.REMAINDER)
     sub.add_parser("doctor", help="environment, params, dataset, prepared data and DVC sync status")
     sub.add_parser("sync-mlflow", help="log the runs a tracking fault left in .unlearn/mlflow-pending")
+    preset = sub.add_parser("preset", help="apply presets/NAME.yaml to params.yaml, keeping its comments")
+    preset.add_argument("name", help="a file name under presets/ without .yaml (e.g. paper-cifar10-fast)")
     args = parser.parse_args(argv)
+
+    if args.command == "preset":
+        from unlearn_pipeline.presets import main as preset_main
+
+        try:
+            return preset_main(args.name)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
     if args.command == "sync-mlflow":
         from unlearn_pipeline.mlflow_sync import main as sync_main

@@ -44,6 +44,13 @@ def model_path(name: str) -> Path:
     return MODELS_DIR / f"{name}.pt"
 
 
+def stage_device(params) -> torch.device:
+    """The device the stages compute on (``execution.device`` resolved)."""
+    from unlearn.device import resolve_device
+
+    return resolve_device(params.execution.device)
+
+
 def random_model(name: str) -> str:
     """The name under ``data/models`` (and ``metrics/runtime``) of random-track model ``name``:
     the original and retrained models at the top, the unlearned ones under ``random/``."""
@@ -88,8 +95,9 @@ class Prepared:
     meta: dict
 
 
-def load_prepared() -> Prepared:
-    """The prepare stage's outputs, checked against each other."""
+def load_prepared(device: torch.device | None = None) -> Prepared:
+    """The prepare stage's outputs, checked against each other; the uint8 images moved to
+    ``device`` once (batches are then index gathers there), the labels and splits on the CPU."""
     import numpy as np
 
     from unlearn.data.splits import Splits, check_splits
@@ -108,6 +116,8 @@ def load_prepared() -> Prepared:
         check_splits(Splits(**splits), len(labels))
     except DataError as exc:
         raise DataError(f"{PREPARED}/*.npy: {exc}; re-run `dvc repro prepare`") from None
+    if device is not None and device.type != "cpu":
+        images = images.to(device)
     return Prepared(images, labels, splits, meta)
 
 

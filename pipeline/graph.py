@@ -40,7 +40,8 @@ def dvc_stages(root: Path, targets: list[str] | None = None) -> list[StageNode]:
                 raise ValueError(f"unknown stage {target!r}; stages: {', '.join(sorted(nodes))}")
             chosen.extend(found)
         wanted = {s.addressing for address in chosen for s in nx.dfs_postorder_nodes(graph, nodes[address])}
-        order = [s for s in reversed(list(nx.topological_sort(graph))) if s.addressing in wanted and s.addressing in nodes]
+        order = [s for s in reversed(list(nx.topological_sort(graph)))
+                 if s.addressing in wanted and s.addressing in nodes]
         cmd = lambda stage: stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd)
         return [StageNode(s.addressing, cmd(s), tuple(sorted(u.addressing for u in graph.successors(s)
                                                              if u.addressing in nodes)))

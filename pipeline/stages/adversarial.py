@@ -7,7 +7,7 @@ import time
 
 from unlearn.config import Params
 from unlearn.io import save_tensors, write_json
-from unlearn_pipeline.common import ADVERSARIAL, METRICS_DIR, load_prepared
+from unlearn_pipeline.common import ADVERSARIAL, METRICS_DIR, load_prepared, stage_device
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -15,7 +15,7 @@ from unlearn_pipeline.tracking import TrackedRun
 log = logging.getLogger(__name__)
 
 
-@stage("adversarial", ("seed", "model", "adversarial"))
+@stage("adversarial", ("seed", "model", "adversarial", "execution.precision"))
 def adversarial(params: Params, run: TrackedRun) -> None:
     """AMUN's D_A: an adversarial example of every forget sample against the original model,
     at (close to) the smallest L2 budget on a doubling grid, labelled with the model's prediction."""
@@ -25,7 +25,7 @@ def adversarial(params: Params, run: TrackedRun) -> None:
     from unlearn.training import to_float
 
     cfg = params.adversarial
-    data = load_prepared()
+    data = load_prepared(stage_device(params))
     model = load_model("original", params, data.meta)
     forget = torch.as_tensor(data.splits["forget"])
     x, y = to_float(data.images[forget]), data.labels[forget]

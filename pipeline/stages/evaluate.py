@@ -8,7 +8,7 @@ import logging
 from unlearn.config import Params
 from unlearn.io import read_json, write_json, write_text
 from unlearn_pipeline.common import (REPORTS_DIR, csv_text, figure, load_prepared, load_references, markdown_table,
-                                     metrics_path, random_model, roc_path, runtime_path)
+                                     metrics_path, random_model, roc_path, runtime_path, stage_device)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -16,7 +16,7 @@ from unlearn_pipeline.tracking import TrackedRun
 log = logging.getLogger(__name__)
 
 
-@stage("evaluate", ("seed", "model", "evaluate", "mia"), untracked=("unlearn",))
+@stage("evaluate", ("seed", "model", "evaluate", "mia", "execution.precision"), untracked=("unlearn",))
 def evaluate(params: Params, run: TrackedRun) -> None:
     """Every model of the random track (original, retrain and each method of ``unlearn``,
     whose sections are read for their names only) measured and set beside retrain; see
@@ -25,7 +25,7 @@ def evaluate(params: Params, run: TrackedRun) -> None:
     One stage for all models rather than one per model: evaluating a model costs one
     forward pass and the attacks' scoring (well under a second on digits), less than
     starting a stage process, and the models themselves stay cached per method."""
-    data = load_prepared()
+    data = load_prepared(stage_device(params))
     keep, reference_logits = load_references(len(data.labels))
     names = ("original", "retrain", *params.unlearn.methods)
     results = {name: measure(name, params, data, keep, reference_logits) for name in names}

@@ -9,7 +9,7 @@ from unlearn.config import Params
 from unlearn.io import read_json, write_json, write_text
 from unlearn_pipeline.class_track import class_model, class_split, retrain_name
 from unlearn_pipeline.common import (PLOTS_DIR, REPORTS_DIR, csv_text, figure, load_prepared, load_references,
-                                     markdown_table, runtime_path)
+                                     markdown_table, runtime_path, stage_device)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -23,7 +23,7 @@ REPORT_COLUMNS = {"forget_acc": "forget acc", "forget_test_acc": "forget test ac
                   "avg_gap": "Avg Gap", "runtime_s": "runtime (s)", "runtime_vs_retrain": "runtime / retrain"}
 
 
-@stage("evaluate_class", ("seed", "model", "evaluate", "mia", "class_track", "mia_nn"),
+@stage("evaluate_class", ("seed", "model", "evaluate", "mia", "class_track", "mia_nn", "execution.precision"),
        untracked=("unlearn_class",))
 def evaluate_class(params: Params, run: TrackedRun) -> None:
     """Every class-track model (``original``, ``retrain`` and the unlearned ones) measured
@@ -45,7 +45,7 @@ def evaluate_class(params: Params, run: TrackedRun) -> None:
     from unlearn.evaluation.roc import roc_metrics
     from unlearn.evaluation.suite import attack_scores
 
-    data = load_prepared()
+    data = load_prepared(stage_device(params))
     split = class_split(data, params)
     keep, reference_logits = load_references(len(data.labels))
     inputs = forget_inputs(split)

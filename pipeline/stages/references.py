@@ -15,7 +15,7 @@ import numpy as np
 
 from unlearn.config import Params
 from unlearn.io import atomic_path, save_tensors
-from unlearn_pipeline.common import KEEP, load_prepared, logits_path, remove_checkpoints
+from unlearn_pipeline.common import KEEP, load_prepared, logits_path, remove_checkpoints, stage_device
 from unlearn_pipeline.fitting import train_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -34,7 +34,8 @@ def keep_matrix(models: int, samples: int, seed: int) -> np.ndarray:
     return order < models // 2
 
 
-@stage("references", ("seed", "model", "train", "lipschitz", "references"), untracked=("execution",))
+@stage("references", ("seed", "model", "train", "lipschitz", "references", "execution.precision"),
+       untracked=("execution",))
 def references(params: Params, run: TrackedRun) -> None:
     from unlearn.execution import Job, run_jobs
 
@@ -54,16 +55,17 @@ def references(params: Params, run: TrackedRun) -> None:
 def train_reference(k: int, params_file: str, parent_run_id: str | None) -> str:
     """Job: train reference model ``k`` on its half of the population and save its logits."""
     from unlearn.config import load_params
+    from unlearn.device import precision
     from unlearn.evaluation import predict
 
     params = load_params(params_file)
     recipe = params.train.model_copy(update={"epochs": params.references.epochs or params.train.epochs})
     setting = params.model_copy(update={"train": recipe})
-    data = load_prepared()
+    data = load_prepared(stage_device(params))
     keep = np.load(KEEP, allow_pickle=False)
     sections = {"references": params.references.model_dump(), "train": recipe.model_dump(), "reference": k}
     with TrackedRun(f"references/{k}", sections, tags={"unlearn.job": "references", "reference": str(k)},
-                    parent=parent_run_id) as run:
+                    parent=parent_run_id) as run, precision(params.execution.precision):  # also in a worker process
         model, _ = train_model(f"reference {k}", setting, data, np.flatnonzero(keep[k]), run,
                                seed=reference_seed(params.seed, k))
         save_tensors(logits_path(k), {"logits": predict(model, data.images)})

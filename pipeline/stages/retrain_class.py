@@ -6,14 +6,15 @@ from __future__ import annotations
 from unlearn.config import Params
 from unlearn.io import save_tensors, write_json
 from unlearn_pipeline.class_track import class_split, retrain_name, retrain_seed
-from unlearn_pipeline.common import load_prepared, model_path, remove_checkpoints, runtime_path
+from unlearn_pipeline.common import load_prepared, model_path, remove_checkpoints, runtime_path, stage_device
 from unlearn_pipeline.fitting import train_model
 from unlearn_pipeline.model_store import input_example
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
 
-@stage("retrain_class", ("seed", "model", "train", "lipschitz", "class_track"), untracked=("execution",))
+@stage("retrain_class", ("seed", "model", "train", "lipschitz", "class_track", "execution.precision"),
+       untracked=("execution",))
 def retrain_class(params: Params, run: TrackedRun) -> None:
     """The gold standard of the class track: ``retrain_seeds`` models trained from scratch
     (the ``train`` recipe) on every train sample outside the forgotten class."""
@@ -35,14 +36,15 @@ def train_class_retrain(k: int, params_file: str, parent_run_id: str | None) -> 
     import time
 
     from unlearn.config import load_params
+    from unlearn.device import precision
     from unlearn.training import resumed_seconds
 
     params = load_params(params_file)
-    data = load_prepared()
+    data = load_prepared(stage_device(params))
     split = class_split(data, params)
     sections = {"class_track": params.class_track.model_dump(), "train": params.train.model_dump(), "seed_index": k}
     with TrackedRun(f"retrain_class/{k}", sections, tags={"unlearn.job": "retrain_class", "seed_index": str(k)},
-                    parent=parent_run_id) as run:
+                    parent=parent_run_id) as run, precision(params.execution.precision):  # also in a worker process
         start = time.perf_counter()
         model, history = train_model(f"retrain_class {k}", params, data, split["remain"], run,
                                      seed=retrain_seed(params.seed, k))

@@ -18,14 +18,15 @@ from pathlib import Path
 from unlearn.config import Params
 from unlearn.errors import ConfigError, DataError
 from unlearn.io import load_tensors, read_json, save_tensors, write_json, write_text
-from unlearn_pipeline.common import REPORTS_DIR, checkpoint_path, load_prepared, markdown_table, remove_checkpoints
+from unlearn_pipeline.common import (REPORTS_DIR, checkpoint_path, load_prepared, markdown_table, remove_checkpoints,
+                                     stage_device)
 from unlearn_pipeline.fitting import training_fingerprint
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
 SWEEP = Path("data/sweep")
 REPORT_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_svc", "mia_loss_auc", "avg_gap_svc", "runtime_vs_retrain")
-CELL_SECTIONS = ("model", "train", "lipschitz", "data", "adversarial")
+CELL_SECTIONS = ("model", "train", "lipschitz", "data", "adversarial", "execution.precision")
 
 
 def cell_dir(seed: int, forget_seed: int) -> Path:
@@ -57,14 +58,15 @@ def sweep_cell(params: Params, run: TrackedRun, seed: str, forget_seed: str) -> 
     from unlearn.protocol import prepare_cell
 
     seed_value, forget_value = _seeds("sweep_cell", seed, forget_seed)
-    data = load_prepared()
+    device = stage_device(params)
+    data = load_prepared(device)
 
     def checkpoint(name: str, indices) -> EpochCheckpoint:
         name = _cell_model(seed_value, forget_value, name)
         return EpochCheckpoint(checkpoint_path(name), training_fingerprint(name, params, data, indices, seed_value))
 
     cell = prepare_cell(data.images, data.labels, data.meta.get("test_start"), params, seed_value, forget_value,
-                        checkpoint)
+                        checkpoint, device)
     folder = cell_dir(seed_value, forget_value)
     found = cell.task.adversarial
     save_tensors(folder / "cell.pt", {
@@ -84,6 +86,7 @@ def _load_cell(params: Params, data, seed: int, forget_seed: int):
     import torch
 
     from unlearn.attacks import AdversarialSet
+    from unlearn.device import prepare_model
     from unlearn.models import create_model
     from unlearn.protocol import CellModels
     from unlearn.unlearning import ForgetTask
@@ -95,6 +98,7 @@ def _load_cell(params: Params, data, seed: int, forget_seed: int):
     splits = {key.removeprefix("split."): value.numpy() for key, value in blob.items() if key.startswith("split.")}
     model = create_model(params.model.name, in_channels=data.images.shape[1], num_classes=len(data.meta["classes"]),
                          seed=seed, width=params.model.width, batch_norm=params.model.batch_norm, **info["stats"])
+    model = prepare_model(model, data.images.device)
     model.load_state_dict(blob["original"])
     task = ForgetTask(data.images, data.labels, torch.as_tensor(splits["forget"]), torch.as_tensor(splits["remain"]),
                       len(data.meta["classes"]), AdversarialSet(**blob["adversarial"]))
@@ -103,7 +107,7 @@ def _load_cell(params: Params, data, seed: int, forget_seed: int):
 
 
 @stage("sweep_method", ("unlearn.${item}", "sweep.lr_grid", "sweep.seeds", "sweep.forget_seeds",
-                        "sweep.tuning_seed", "sweep.tuning_forget_seed"))
+                        "sweep.tuning_seed", "sweep.tuning_forget_seed", "execution.precision"))
 def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
     """One method of the study: its learning rate, the grid point with the smallest Avg Gap
     (SVC) on the tuning cell (a method without a grid keeps the rate of its ``unlearn``
@@ -114,7 +118,7 @@ def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
     if method not in params.unlearn.methods:
         raise ConfigError(f"sweep_method: unknown method {method!r}; params.yaml's unlearn has "
                           f"{', '.join(params.unlearn.methods)}")
-    data = load_prepared()
+    data = load_prepared(stage_device(params))
     cfg = getattr(params.unlearn, method)
     grid = sweep.lr_grid.get(method, [cfg.lr])
     tuning = _load_cell(params, data, sweep.tuning_seed, sweep.tuning_forget_seed)

@@ -7,13 +7,14 @@ import time
 
 from unlearn.config import Params
 from unlearn.io import save_tensors, write_json, write_text
-from unlearn_pipeline.common import PLOTS_DIR, csv_text, load_prepared, model_path, remove_checkpoints, runtime_path
+from unlearn_pipeline.common import (PLOTS_DIR, csv_text, load_prepared, model_path, remove_checkpoints, runtime_path,
+                                     stage_device)
 from unlearn_pipeline.fitting import log_layer_norms, train_model
 from unlearn_pipeline.model_store import input_example
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
-SECTIONS = ("seed", "model", "train", "lipschitz")
+SECTIONS = ("seed", "model", "train", "lipschitz", "execution.precision")
 
 
 @stage("train", SECTIONS)
@@ -31,7 +32,7 @@ def retrain(params: Params, run: TrackedRun) -> None:
 def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
     from unlearn.training import resumed_seconds
 
-    data = load_prepared()
+    data = load_prepared(stage_device(params))
     start = time.perf_counter()
     model, rows = train_model(name, params, data, data.splits[split], run)
     seconds = time.perf_counter() - start + resumed_seconds(rows)

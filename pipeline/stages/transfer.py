@@ -9,7 +9,8 @@ import logging
 
 from unlearn.config import Params
 from unlearn.io import write_json, write_text
-from unlearn_pipeline.common import METRICS_DIR, PLOTS_DIR, csv_text, figure, load_prepared, remove_checkpoints
+from unlearn_pipeline.common import (METRICS_DIR, PLOTS_DIR, csv_text, figure, load_prepared, remove_checkpoints,
+                                     stage_device)
 from unlearn_pipeline.fitting import train_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -17,7 +18,7 @@ from unlearn_pipeline.tracking import TrackedRun
 log = logging.getLogger(__name__)
 
 
-@stage("transfer", ("seed", "model", "train", "lipschitz", "transfer"))
+@stage("transfer", ("seed", "model", "train", "lipschitz", "transfer", "execution.precision"))
 def transfer(params: Params, run: TrackedRun) -> None:
     """Smoothness vs transferability: a source and a target model per Lipschitz target,
     PGD on each source, the transfer-rate matrix (metrics JSON, heat-map CSV, MLflow)."""
@@ -30,7 +31,7 @@ def transfer(params: Params, run: TrackedRun) -> None:
     from unlearn.training import to_float
 
     cfg = params.transfer
-    data = load_prepared()
+    data = load_prepared(stage_device(params))
     recipe = params.train.model_copy(update={"epochs": cfg.epochs})
     sources, targets, summary, trained = {}, {}, {}, []
     for target in cfg.targets:
@@ -50,11 +51,11 @@ def transfer(params: Params, run: TrackedRun) -> None:
     rng = np.random.default_rng([params.seed, 2])
     chosen = torch.as_tensor(np.sort(rng.choice(data.splits["test"], size=min(cfg.samples, len(data.splits["test"])),
                                                 replace=False)))
-    x, y = to_float(data.images[chosen]), data.labels[chosen]
+    x, y = to_float(data.images[chosen]), data.labels[chosen].to(data.images.device)
     matrices = transfer_matrix(sources, targets, x, y, eps=cfg.eps, steps=cfg.steps)
     rates = matrices["rate"]
-    rounded = {key: {s: {t: round(r, 2) if r == r else None for t, r in row.items()} for s, row in m.items()}  # NaN -> null
-               for key, m in matrices.items()}
+    rounded = {key: {s: {t: round(r, 2) if r == r else None for t, r in row.items()}  # NaN -> null
+                     for s, row in m.items()} for key, m in matrices.items()}
     write_json(METRICS_DIR / "transfer.json", {"eps": cfg.eps, "samples": len(chosen), "models": summary, **rounded})
     heat = PLOTS_DIR / "transfer.csv"
     write_text(heat, csv_text(["source", "target", "rate"],

@@ -9,7 +9,8 @@ import time
 from unlearn.config import Params
 from unlearn.errors import DataError
 from unlearn.io import load_tensors, save_tensors, write_json
-from unlearn_pipeline.common import ADVERSARIAL, Prepared, load_prepared, model_path, random_model, runtime_path
+from unlearn_pipeline.common import (ADVERSARIAL, Prepared, load_prepared, model_path, random_model, runtime_path,
+                                     stage_device)
 from unlearn_pipeline.model_store import input_example, load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -17,7 +18,7 @@ from unlearn_pipeline.tracking import TrackedRun
 log = logging.getLogger(__name__)
 
 
-@stage("unlearn", ("seed", "model", "unlearn.${item}"))
+@stage("unlearn", ("seed", "model", "unlearn.${item}", "execution.precision"))
 def unlearn(params: Params, run: TrackedRun, method_name: str) -> None:
     """Unlearn the forget set from the original model with ``method_name`` (a name in
     :data:`unlearn.unlearning.METHODS`, settings ``unlearn.<method>``): the model and its
@@ -31,7 +32,7 @@ def unlearn(params: Params, run: TrackedRun, method_name: str) -> None:
 
     method = METHODS.get(method_name)
     cfg = getattr(params.unlearn, method_name)
-    data = load_prepared()
+    data = load_prepared(stage_device(params))
     adversarial, adversarial_s = _load_adversarial(data) if method.needs_adversarial else (None, 0.0)
     model = load_model("original", params, data.meta)
     task = ForgetTask(data.images, data.labels, torch.as_tensor(data.splits["forget"]),

@@ -7,13 +7,14 @@ from unlearn.config import Params
 from unlearn.errors import ConfigError
 from unlearn.io import save_tensors, write_json
 from unlearn_pipeline.class_track import class_model, class_split
-from unlearn_pipeline.common import load_prepared, model_path, runtime_path
+from unlearn_pipeline.common import load_prepared, model_path, runtime_path, stage_device
 from unlearn_pipeline.model_store import input_example, load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
 
-@stage("unlearn_class", ("seed", "model", "class_track.forget_class", "unlearn_class.${item}"))
+@stage("unlearn_class", ("seed", "model", "class_track.forget_class", "unlearn_class.${item}",
+                        "execution.precision"))
 def unlearn_class(params: Params, run: TrackedRun, method_name: str) -> None:
     """Unlearn class ``class_track.forget_class`` from the original model with ``method_name``
     (settings ``unlearn_class.<method>``): ``data/models/class/<method>.pt`` and its runtime."""
@@ -27,7 +28,7 @@ def unlearn_class(params: Params, run: TrackedRun, method_name: str) -> None:
     if "class" not in method.tracks:
         raise ConfigError(f"unlearn_class: method {method_name!r} is not a class-unlearning method")
     cfg = getattr(params.unlearn_class, method_name)
-    data = load_prepared()
+    data = load_prepared(stage_device(params))
     split = class_split(data, params)
     model = load_model("original", params, data.meta)
     task = ForgetTask(data.images, data.labels, torch.as_tensor(split["forget"]), torch.as_tensor(split["remain"]),

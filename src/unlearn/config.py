@@ -361,7 +361,8 @@ RANDOM_TRACK_METHODS = tuple(UnlearnConfig.model_fields)
 
 
 class SweepConfig(_Section):
-    """Multi-seed results (studies/dvc.yaml: ``sweep_cell@<cell>``, ``tuning_cell``, ``sweep_method@<method>``, ``sweep_report``).
+    """Multi-seed results (studies/dvc.yaml: ``sweep_cell@<cell>``, ``tuning_cell``,
+    ``sweep_method@<method>``, ``sweep_report``).
 
     Every (``seeds`` x ``forget_seeds``) cell trains its own original and retrained model
     (model seed) on its own split (forget-set seed) and runs ``methods``. A method with a
@@ -400,15 +401,26 @@ def _scheduler_address(value: Optional[str]) -> Optional[str]:
     return value
 
 
+def _device(value: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise ValueError(f"{value!r} must be auto, cpu, cuda or cuda:N")
+    return value
+
+
 class ExecutionConfig(_Section):
-    """Where independent jobs (reference models, the class track's retrained seeds) run:
-    ``workers`` local processes (1 = in the stage's own process), or the Dask cluster whose
-    scheduler is at ``address``; a failed job is retried ``retries`` times. Not tracked by
-    DVC: it does not change any result."""
+    """Where the work runs. Independent jobs (reference models, the class track's retrained
+    seeds) run in ``workers`` local processes (1 = in the stage's own process), or on the
+    Dask cluster whose scheduler is at ``address``; a failed job is retried ``retries`` times.
+    Every stage computes on ``device`` (``auto``: CUDA when available, else the CPU; several
+    jobs share one GPU when ``workers`` > 1), its forward passes in ``precision`` (``bf16``:
+    autocast, weights stay float32). DVC tracks ``precision`` only: it changes results;
+    the rest does not (beyond floating-point noise between devices)."""
 
     workers: PositiveInt = 1
     retries: NonNegInt = 1
     address: Annotated[Optional[str], AfterValidator(_scheduler_address)] = None
+    device: Annotated[str, AfterValidator(_device)] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 class EvaluateConfig(_Section):

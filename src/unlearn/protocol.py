@@ -38,9 +38,9 @@ class CellModels:
 
 
 def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | None, params: Params, seed: int,
-                 forget_seed: int, checkpoint: Callable[[str, np.ndarray], EpochCheckpoint] | None = None
-                 ) -> CellModels:
-    """Splits, original and retrained models, D_A and their metrics for one cell.
+                 forget_seed: int, checkpoint: Callable[[str, np.ndarray], EpochCheckpoint] | None = None,
+                 device: torch.device = torch.device("cpu")) -> CellModels:
+    """Splits, original and retrained models (on ``device``), D_A and their metrics for one cell.
 
     With ``checkpoint``, ``checkpoint(name, train_indices)`` gives the per-epoch checkpoint
     of the ``original`` and the ``retrain`` training (see :func:`unlearn.training.train_`)."""
@@ -58,7 +58,7 @@ def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | N
 
     def fit(name: str, indices: np.ndarray):
         saved = None if checkpoint is None else checkpoint(name, indices)
-        return _fit(images, labels, indices, params, seed, stats, num_classes, saved)
+        return _fit(images, labels, indices, params, seed, stats, num_classes, saved, device)
 
     original, _ = fit("original", split.train)
     retrained, retrain_s = fit("retrain", split.remain)
@@ -78,12 +78,14 @@ def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | N
 
 
 def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_classes: int,
-         checkpoint: EpochCheckpoint | None):
+         checkpoint: EpochCheckpoint | None, device: torch.device):
+    from unlearn.device import prepare_model
     from unlearn.models import create_model
     from unlearn.training import resumed_seconds, train_
 
-    model = create_model(params.model.name, in_channels=images.shape[1], num_classes=num_classes, seed=seed,
-                         width=params.model.width, batch_norm=params.model.batch_norm, **stats)
+    model = prepare_model(create_model(params.model.name, in_channels=images.shape[1], num_classes=num_classes,
+                                       seed=seed, width=params.model.width, batch_norm=params.model.batch_norm,
+                                       **stats), device)
     callbacks = []
     if params.lipschitz.method == "fastclip":
         from unlearn.lipschitz import FastClip

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from unlearn.config import TrainConfig
+from unlearn.device import autocast, gather, model_device, move
 
 if TYPE_CHECKING:
     from unlearn.checkpoint import EpochCheckpoint
@@ -82,24 +83,27 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 def augment_batch(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Random crop (zero padding of ``padding`` pixels) and horizontal flip, per sample.
 
-    Vectorised over the batch: x (N, C, H, W) float -> same shape.
+    Vectorised over the batch, on ``x``'s device: x (N, C, H, W) float -> same shape. The
+    random offsets and flips are drawn from ``generator`` (a CPU generator) in the same
+    order on every device, so a CPU run is the same whatever device others use.
     """
     n, _, h, w = x.shape
+    device = x.device
     if padding > 0:
         padded = F.pad(x, (padding, padding, padding, padding))
-        dy = torch.randint(0, 2 * padding + 1, (n, 1, 1, 1), generator=generator)
-        dx = torch.randint(0, 2 * padding + 1, (n, 1, 1, 1), generator=generator)
-        rows = (torch.arange(h).view(1, 1, h, 1) + dy).expand(n, x.shape[1], h, w)
-        cols = (torch.arange(w).view(1, 1, 1, w) + dx).expand(n, x.shape[1], h, w)
+        dy = move(torch.randint(0, 2 * padding + 1, (n, 1, 1, 1), generator=generator), device)
+        dx = move(torch.randint(0, 2 * padding + 1, (n, 1, 1, 1), generator=generator), device)
+        rows = (torch.arange(h, device=device).view(1, 1, h, 1) + dy).expand(n, x.shape[1], h, w)
+        cols = (torch.arange(w, device=device).view(1, 1, 1, w) + dx).expand(n, x.shape[1], h, w)
         x = _crop(padded, rows, cols)
-    flip = torch.rand(n, generator=generator) < 0.5
+    flip = move(torch.rand(n, generator=generator) < 0.5, device)
     return torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
 
 
 def _crop(padded: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     n, c, h, w = rows.shape
-    batch = torch.arange(n).view(n, 1, 1, 1)
-    channel = torch.arange(c).view(1, c, 1, 1)
+    batch = torch.arange(n, device=rows.device).view(n, 1, 1, 1)
+    channel = torch.arange(c, device=rows.device).view(1, c, 1, 1)
     return padded[batch, channel, rows, cols]
 
 
@@ -144,6 +148,11 @@ def train_(
     per-epoch statistics (the loss without the penalty), also passed to ``on_epoch``.
     With ``cfg.augment``, samples flagged in the boolean ``no_augment`` (N,) are used as they are.
 
+    Batches are gathered from wherever ``images`` and the other per-sample tensors lie (e.g.
+    uint8 images moved to the GPU once) and run on the model's device, the forward pass in
+    the current :func:`unlearn.device.precision`; the batch order and augmentation draw
+    from ``generator`` (CPU) alike on every device.
+
     With ``checkpoint``, the state after every epoch is saved there, and a matching saved
     state is resumed from: the result is bit-identical to an uninterrupted run (CPU), the
     returned history includes the restored epochs (flagged ``resumed``, with the seconds
@@ -152,6 +161,7 @@ def train_(
     """
     from tqdm.auto import tqdm
 
+    device = model_device(model)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg)
     history: list[EpochStats] = []
@@ -166,24 +176,27 @@ def train_(
             for callback in callbacks:
                 callback.on_epoch_start(model, epoch)
             lr = optimizer.param_groups[0]["lr"]
-            total_loss = torch.zeros(())
-            correct = torch.zeros((), dtype=torch.int64)
+            total_loss = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
             order = torch.randperm(n, generator=generator)
             batches = order.split(cfg.batch_size)
             for idx in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress):
-                x = images[idx]
+                x = gather(images, idx, device)
                 x = to_float(x) if x.dtype == torch.uint8 else x
                 if cfg.augment:
                     augmented = augment_batch(x, cfg.crop_padding, generator)
-                    keep = None if no_augment is None else no_augment[idx].view(-1, 1, 1, 1)
+                    keep = None if no_augment is None else gather(no_augment, idx, device).view(-1, 1, 1, 1)
                     x = augmented if keep is None else torch.where(keep, x, augmented)
-                y = labels[idx]
-                logits = model(x)
-                target = y if soft_labels is None else soft_labels[idx]
+                y = gather(labels, idx, device)
+                with autocast(device):
+                    logits = model(x)
+                logits = logits.float()
+                target = y if soft_labels is None else gather(soft_labels, idx, device)
                 if sample_weights is None:
                     loss = F.cross_entropy(logits, target)
                 else:
-                    loss = (F.cross_entropy(logits, target, reduction="none") * sample_weights[idx]).mean()
+                    loss = (F.cross_entropy(logits, target, reduction="none")
+                            * gather(sample_weights, idx, device)).mean()
                 objective = loss if penalty is None else loss + penalty(model, epoch)
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()

@@ -21,8 +21,12 @@ def test_doctor_reports_environment_dataset_and_dvc_state_and_fails_on_damage(pr
     assert done.returncode == 0, done.stdout
     assert "torch 2." in done.stdout and "digits: embedded" in done.stdout
     assert "not prepared yet" in done.stdout and "stage(s) stale" in done.stdout
+    import torch
 
-    assert run(project, "pipeline", "prepare").returncode == 0
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert f"execution.device auto -> {device} (" in done.stdout and "precision fp32" in done.stdout
+
+    assert run(project, "unlearn_pipeline", "prepare").returncode == 0
     assert "hashes match" in doctor(project).stdout
     (project / "data" / "prepared" / "forget.npy").write_bytes(b"damaged")
     done = doctor(project)
@@ -37,7 +41,7 @@ def test_doctor_reports_environment_dataset_and_dvc_state_and_fails_on_damage(pr
 def test_same_params_and_seed_give_bit_identical_splits_and_models(project):
     def outputs() -> dict[str, str]:
         for stage in ("prepare", "train"):
-            done = run(project, "pipeline", stage)
+            done = run(project, "unlearn_pipeline", stage)
             assert done.returncode == 0, done.stderr
         files = sorted((project / "data" / "prepared").glob("*")) + [project / "data" / "models" / "original.pt",
                                                                       project / "plots" / "train" / "original.csv"]

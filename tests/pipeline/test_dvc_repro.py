@@ -17,7 +17,7 @@ METHOD_KEYS = {"forget_acc", "retain_acc", "test_acc", "mia_svc", "avg_gap", "ru
 def repro(root, *targets: str) -> set[str]:
     done = subprocess.run(["dvc", "repro", *targets], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    return set(re.findall(r"Running stage '([^']+)'", done.stdout))
+    return {name.removeprefix("studies/dvc.yaml:") for name in re.findall(r"Running stage '([^']+)'", done.stdout)}
 
 
 def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
@@ -105,7 +105,7 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     import torch
 
     from unlearn.config import load_params
-    from unlearn_pipeline.common import load_prepared
+    from unlearn_pipeline.common import load_prepared, random_model
     from unlearn_pipeline.model_store import load_model
 
     params, data = load_params(project / "params.yaml"), load_prepared()
@@ -113,7 +113,7 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     for name in ("amun", "original", "retrain"):
         logged = mlflow.pytorch.load_model(f"models:/unlearn-{name}/latest").eval()
         with torch.no_grad():
-            assert torch.equal(logged(x), load_model(name, params, data.meta).eval()(x)), name
+            assert torch.equal(logged(x), load_model(random_model(name), params, data.meta).eval()(x)), name
     assert {m.name for m in client.search_registered_models()} >= {
         "unlearn-original", "unlearn-retrain", *(f"unlearn-{m}" for m in MODELS[2:]),
         "unlearn-class-retrain", *(f"unlearn-class-{m}" for m in CLASS_METHODS)}

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from unlearn.attacks.pgd import pgd_l2
+from unlearn.device import autocast, model_device, move, to_batch
 from unlearn.training import train_mode
 
 if TYPE_CHECKING:
@@ -55,19 +56,20 @@ def adversarial_set(
     has its eps doubled and continues from where it is, up to ``max_doublings`` times
     (``capped`` marks those never misclassified). A sample already misclassified keeps
     x_adv = x, eps = 0 and its predicted label. Work is batched and only samples still
-    correctly classified are attacked.
+    correctly classified are attacked, on the model's device (where D_A's tensors stay).
     """
     if not eps_init > 0:
         raise ValueError(f"eps_init must be > 0, got {eps_init}")
-    parts = [_one_batch(model, x, y, eps_init, steps, max_doublings)
+    device = model_device(model)
+    parts = [_one_batch(model, to_batch(x, device), move(y, device), eps_init, steps, max_doublings)
              for x, y in zip(images.split(batch_size), labels.split(batch_size))]
     return AdversarialSet(*(torch.cat(field) for field in zip(*parts)))
 
 
 def _one_batch(model, images, labels, eps_init, steps, max_doublings):
     x_adv = images.clone()
-    eps = torch.zeros(len(images))
-    with torch.no_grad(), train_mode(model, False):
+    eps = torch.zeros(len(images), device=images.device)
+    with torch.no_grad(), train_mode(model, False), autocast(images.device):
         correct = model(images).argmax(1) == labels
     budget = eps_init
     for _ in range(max_doublings + 1):
@@ -77,10 +79,10 @@ def _one_batch(model, images, labels, eps_init, steps, max_doublings):
         x_adv[idx] = pgd_l2(model, images[idx], labels[idx], eps=budget, steps=steps, stop_when_wrong=True,
                             start=x_adv[idx])
         eps[idx] = budget
-        with torch.no_grad(), train_mode(model, False):
+        with torch.no_grad(), train_mode(model, False), autocast(images.device):
             correct[idx] = model(x_adv[idx]).argmax(1) == labels[idx]
         budget *= 2
-    with torch.no_grad(), train_mode(model, False):
+    with torch.no_grad(), train_mode(model, False), autocast(images.device):
         predicted = model(x_adv).argmax(1)
     distance = (x_adv - images).flatten(1).norm(dim=1)
     return x_adv, predicted, eps, distance, predicted == labels

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from unlearn.device import autocast
 from unlearn.training import train_mode
 
 
@@ -43,13 +44,16 @@ def pgd_l2(
     Returns
     -------
     float (N, C, H, W) in [0, 1], each within L2 distance ``eps`` of its image.
-    The model is evaluated in eval mode; its mode is restored afterwards.
+    The model is evaluated in eval mode; its mode is restored afterwards. Everything runs
+    on the device of ``images`` (the model's), forward passes in the current precision.
     """
     n = len(images)
-    eps_t = torch.as_tensor(eps, dtype=images.dtype).expand(n).clone()
-    step_t = eps_t / 10 if step_size is None else torch.as_tensor(step_size, dtype=images.dtype).expand(n).clone()
+    eps_t = torch.as_tensor(eps, dtype=images.dtype, device=images.device).expand(n).clone()
+    step_t = (eps_t / 10 if step_size is None
+              else torch.as_tensor(step_size, dtype=images.dtype, device=images.device).expand(n).clone())
     if (eps_t < 0).any() or steps < 0:
         raise ValueError(f"eps and steps must be >= 0, got eps min {eps_t.min().item()}, steps={steps}")
+    device = images.device
     x_adv = (images if start is None else start).detach().clone()
     active = eps_t > 0
     shape = (-1,) + (1,) * (images.dim() - 1)
@@ -59,7 +63,8 @@ def pgd_l2(
             if len(idx) == 0:
                 break
             x = x_adv[idx].clone().requires_grad_(True)
-            logits = model(x)
+            with autocast(device):
+                logits = model(x).float()
             if stop_when_wrong:
                 still = logits.argmax(1) == labels[idx]
                 active[idx[~still]] = False

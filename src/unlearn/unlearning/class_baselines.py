@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from unlearn.device import autocast, gather, model_device
 from unlearn.training import make_optimizer, train_, train_mode
 from unlearn.unlearning.base import register
 from unlearn.unlearning.trw import final_linear
@@ -32,14 +33,14 @@ def boundary_expanding(model: nn.Module, task, cfg, generator: torch.Generator) 
     row is initialised like PyTorch initialises a Linear layer, from ``generator``."""
     head = final_linear(model)
     num_classes = head.out_features
-    expanded = nn.Linear(head.in_features, num_classes + 1, bias=head.bias is not None)
-    with torch.no_grad():
+    expanded = nn.Linear(head.in_features, num_classes + 1, bias=head.bias is not None, device=head.weight.device)
+    with torch.no_grad():  # the shadow row is drawn on the CPU (the generator's device), then placed
         bound = 1.0 / head.in_features ** 0.5
         expanded.weight[:num_classes] = head.weight
-        expanded.weight[num_classes].uniform_(-bound, bound, generator=generator)
+        expanded.weight[num_classes] = torch.empty(head.in_features).uniform_(-bound, bound, generator=generator)
         if head.bias is not None:
             expanded.bias[:num_classes] = head.bias
-            expanded.bias[num_classes].uniform_(-bound, bound, generator=generator)
+            expanded.bias[num_classes] = torch.empty(()).uniform_(-bound, bound, generator=generator)
     _replace(model, head, expanded)
     xf, _ = task.split("forget")
     x, y = xf, torch.full((len(xf),), num_classes, dtype=torch.int64)
@@ -47,7 +48,7 @@ def boundary_expanding(model: nn.Module, task, cfg, generator: torch.Generator) 
         xr, yr = task.split("remain")
         x, y = torch.cat([x, xr]), torch.cat([y, yr])
     train_(model, x, y, cfg, generator=generator)
-    pruned = nn.Linear(head.in_features, num_classes, bias=head.bias is not None)
+    pruned = nn.Linear(head.in_features, num_classes, bias=head.bias is not None, device=head.weight.device)
     with torch.no_grad():
         pruned.weight.copy_(expanded.weight[:num_classes])
         if head.bias is not None:
@@ -70,17 +71,25 @@ def scrub(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     xf, _ = task.split("forget")
     xr, yr = task.split("remain")
 
+    device = model_device(model)
+
     def divergence(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            target = F.softmax(teacher(x) / cfg.kd_temperature, dim=1)
+        with torch.no_grad(), autocast(device):
+            target = F.softmax(teacher(x).float() / cfg.kd_temperature, dim=1)
         return F.kl_div(F.log_softmax(logits / cfg.kd_temperature, dim=1), target, reduction="batchmean")
 
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device):
+            return model(x).float()
+
     def max_loss(idx: torch.Tensor) -> torch.Tensor:
-        return -divergence(xf[idx], model(xf[idx]))
+        x = gather(xf, idx, device)
+        return -divergence(x, forward(x))
 
     def min_loss(idx: torch.Tensor) -> torch.Tensor:
-        logits = model(xr[idx])
-        return F.cross_entropy(logits, yr[idx]) + cfg.alpha * divergence(xr[idx], logits)
+        x = gather(xr, idx, device)
+        logits = forward(x)
+        return F.cross_entropy(logits, gather(yr, idx, device)) + cfg.alpha * divergence(x, logits)
 
     def one_pass(size: int, loss_fn) -> None:
         for idx in torch.randperm(size, generator=generator).split(cfg.batch_size):

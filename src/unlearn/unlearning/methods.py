@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from unlearn.device import autocast, model_device, move, to_batch
 from unlearn.training import Callback, train_, train_mode
 from unlearn.unlearning.base import ForgetTask, register
 from unlearn.unlearning.salun import FreezeOutsideMask, saliency_mask
@@ -25,7 +26,7 @@ def _with_remain(task: ForgetTask, x: torch.Tensor, y: torch.Tensor, use_remain:
     if not use_remain:
         return x, y
     xr, yr = task.split("remain")
-    return torch.cat([x, xr]), torch.cat([y, yr])
+    return torch.cat([x, move(xr, x.device)]), torch.cat([y, move(yr, y.device)])
 
 
 class RandomWrongLabels(Callback):
@@ -39,7 +40,7 @@ class RandomWrongLabels(Callback):
 
     def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
         shift = torch.randint(1, self.num_classes, (len(self.rows),), generator=self.generator)
-        self.labels[self.rows] = (self.true + shift) % self.num_classes
+        self.labels[self.rows] = (self.true + move(shift, self.true.device)) % self.num_classes
 
 
 @register("ft", always_remain=True)
@@ -108,12 +109,15 @@ def boundary_shrink(model: nn.Module, task: ForgetTask, cfg, generator: torch.Ge
 
 def _fgsm_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, batch_size: int) -> torch.Tensor:
     labels = []
+    device = model_device(model)
     with train_mode(model, False):
         for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-            xb = xb.clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(F.cross_entropy(model(xb), yb, reduction="sum"), xb)
+            xb = to_batch(xb, device).clone().requires_grad_(True)
+            with autocast(device):
+                logits = model(xb).float()
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, move(yb, device), reduction="sum"), xb)
             moved = torch.round((xb.detach() + eps * grad.sign()).clamp(0, 1) * 255) / 255
-            with torch.no_grad():
+            with torch.no_grad(), autocast(device):
                 labels.append(model(moved).argmax(1))
     return torch.cat(labels)
 
@@ -123,7 +127,9 @@ def _amun(model, task, cfg, generator, use_remain: bool, callbacks=()) -> None:
     if adversarial is None:
         raise ValueError("AMUN needs the adversarial set of the forget set (task.adversarial)")
     xf, yf = task.split("forget")
-    x, y = _with_remain(task, torch.cat([xf, adversarial.images]), torch.cat([yf, adversarial.labels]), use_remain)
+    labels = adversarial.labels
+    x, y = _with_remain(task, torch.cat([xf, move(adversarial.images, xf.device)]),
+                        torch.cat([move(yf, labels.device), labels]), use_remain)
     no_augment = torch.zeros(len(x), dtype=torch.bool)
     no_augment[len(xf):len(xf) + len(adversarial.images)] = True  # D_A rows
     train_(model, x, y, cfg, generator=generator, no_augment=no_augment, callbacks=list(callbacks))

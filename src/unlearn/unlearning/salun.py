@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from unlearn.device import autocast, model_device, move, to_batch
 from unlearn.training import Callback, train_mode
 
 
@@ -29,9 +30,12 @@ def saliency_mask(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     grads = {name: torch.zeros_like(p) for name, p in params.items()}
+    device = model_device(model)
     with train_mode(model, False):
         for x, y in zip(images.split(batch_size), labels.split(batch_size)):
-            loss = F.cross_entropy(model(x), y, reduction="sum")
+            with autocast(device):
+                logits = model(to_batch(x, device)).float()
+            loss = F.cross_entropy(logits, move(y, device), reduction="sum")
             for name, grad in zip(params, torch.autograd.grad(loss, list(params.values()))):
                 grads[name] += grad
     magnitudes = torch.cat([g.abs().flatten() for g in grads.values()])

@@ -1,0 +1,113 @@
+"""``unlearn preset NAME``: apply ``presets/NAME.yaml`` to params.yaml, keeping its comments.
+
+A preset is a nested mapping of params.yaml keys to new values. Each leaf replaces the
+value on its line of params.yaml (the line's comment stays); a key params.yaml lacks is
+added at the end of its section. The result is validated before it is written, so a
+preset that would make params.yaml invalid changes nothing. Only params.yaml's own block
+style is understood (one ``key: value`` per line, nested by indentation), which is how
+the project writes it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unlearn.errors import ConfigError
+
+PRESETS = Path("presets")
+_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_]+):(?P<value>[^#]*?)(?P<comment>\s*#.*)?$")
+
+
+def available(root: Path = Path(".")) -> list[str]:
+    return sorted(path.stem for path in (root / PRESETS).glob("*.yaml"))
+
+
+def _scalar(value: Any) -> str:
+    """``value`` as YAML on one line (flow style for lists and mappings)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+
+
+def _leaves(tree: dict, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """(key path, value) of every leaf; a mapping is a leaf only when it is empty."""
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.extend(_leaves(value, (*prefix, str(key))))
+        else:
+            out.append(((*prefix, str(key)), value))
+    return out
+
+
+def _block_end(lines: list[str], start: int, indent: int) -> int:
+    """The index after the last line of the block that starts after line ``start`` (its children
+    are indented more than ``indent``; blank and comment-only lines inside it belong to it)."""
+    end = start + 1
+    for i in range(start + 1, len(lines)):
+        stripped = lines[i].strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if len(lines[i]) - len(lines[i].lstrip(" ")) <= indent:
+            break
+        end = i + 1
+    return end
+
+
+def set_value(text: str, path: tuple[str, ...], value: Any) -> str:
+    """``text`` (params.yaml) with ``path`` set to ``value``, comments kept."""
+    lines = text.split("\n")
+    lo, hi, indent = 0, len(lines), -1
+    for depth, key in enumerate(path):
+        found = None
+        for i in range(lo, hi):
+            match = _LINE.match(lines[i])
+            if match and len(match["indent"]) > indent and match["key"] == key:
+                if indent < 0 and match["indent"]:
+                    continue  # top-level keys only at depth 0
+                found = i, match
+                break
+        if found is None:  # add the missing keys at the end of the enclosing block
+            child = " " * (indent + 2 if indent >= 0 else 0)
+            new = [f"{' ' * (len(child) + 2 * n)}{part}:" for n, part in enumerate(path[depth:-1])]
+            new.append(f"{' ' * (len(child) + 2 * len(path[depth:-1]))}{path[-1]}: {_scalar(value)}")
+            lines[hi:hi] = new
+            return "\n".join(lines)
+        i, match = found
+        if depth == len(path) - 1:
+            block = _block_end(lines, i, len(match["indent"]))
+            line = f"{match['indent']}{key}: {_scalar(value)}"
+            if match["comment"]:  # at its old column when the new value leaves room
+                line = f"{line.ljust(lines[i].index('#', match.start('comment')) - 1)} {match['comment'].strip()}"
+            lines[i:block] = [line]
+            return "\n".join(lines)
+        indent = len(match["indent"])
+        lo, hi = i + 1, _block_end(lines, i, indent)
+    raise AssertionError("unreachable")
+
+
+def apply(text: str, preset: dict) -> str:
+    for path, value in _leaves(preset):
+        text = set_value(text, path, value)
+    return text
+
+
+def main(name: str, root: Path = Path(".")) -> int:
+    """The command: apply preset ``name`` to ``root``/params.yaml; 0 on success."""
+    from unlearn.config import parse_params
+    from unlearn.io import write_text
+
+    path = root / PRESETS / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"preset {name!r}: {path} not found; presets: {', '.join(available(root)) or 'none'}")
+    preset = yaml.safe_load(path.read_text())
+    if not isinstance(preset, dict):
+        raise ConfigError(f"{path}: must be a mapping of params.yaml keys, got {type(preset).__name__}")
+    params_file = root / "params.yaml"
+    text = apply(params_file.read_text(), preset)
+    parse_params(yaml.safe_load(text), source=f"params.yaml with preset {name}")  # raises before any write
+    write_text(params_file, text)
+    print(f"applied {path} to {params_file}: {len(_leaves(preset))} values; `dvc repro` runs it")
+    return 0

@@ -1,0 +1,56 @@
+"""``unlearn preset``: every preset applies to params.yaml and validates, comments stay,
+and a bad preset changes nothing."""
+
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from unlearn.config import parse_params
+from unlearn_pipeline.presets import apply, available
+
+PARAMS = (ROOT / "params.yaml").read_text()
+
+
+def _comments(text: str) -> list[str]:
+    return [line[line.index("#"):] for line in text.splitlines() if "#" in line]
+
+
+@pytest.mark.parametrize("name", available(ROOT))
+def test_every_preset_applies_keeps_the_comments_and_validates(name):
+    preset = yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text())
+    text = apply(PARAMS, preset)
+    assert _comments(text) == _comments(PARAMS)
+    params = parse_params(yaml.safe_load(text))
+    for section, values in preset.items():
+        for key, value in values.items():
+            got = getattr(getattr(params, section), key)
+            if not isinstance(value, dict):
+                assert got == value, (section, key)
+
+
+def test_the_fast_preset_is_the_paper_pipeline_cut_down():
+    paper = yaml.safe_load((ROOT / "presets" / "paper-cifar10.yaml").read_text())
+    fast = yaml.safe_load((ROOT / "presets" / "paper-cifar10-fast.yaml").read_text())
+    assert fast["model"] == paper["model"] and fast["data"] == paper["data"]
+    assert fast["references"]["K"] == 4 and fast["train"]["epochs"] < paper["train"]["epochs"]
+
+
+def test_a_missing_key_is_added_in_its_section():
+    text = apply(PARAMS, {"unlearn": {"amun": {"momentum": 0.8}}})
+    assert yaml.safe_load(text)["unlearn"]["amun"]["momentum"] == 0.8
+    assert len(text.splitlines()) == len(PARAMS.splitlines()) + 1
+
+
+def test_the_command_refuses_a_bad_preset_and_writes_nothing(project):
+    (project / "presets" / "broken.yaml").write_text("model: {name: nope}\n")
+    before = (project / "params.yaml").read_text()
+    done = subprocess.run(["unlearn", "preset", "broken"], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("error: params.yaml with preset broken: model.name")
+    assert (project / "params.yaml").read_text() == before
+    done = subprocess.run(["unlearn", "preset", "nope"], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 2 and "presets: broken, cpu-cifar10, paper-cifar10, paper-cifar10-fast" in done.stderr
+    done = subprocess.run(["unlearn", "preset", "cpu-cifar10"], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 0 and "data.dataset" not in done.stderr
+    assert yaml.safe_load((project / "params.yaml").read_text())["data"]["dataset"] == "cifar10"
