@@ -9,15 +9,10 @@ fails) and end status. Replayed runs carry the tag ``unlearn.synced``. A folder 
 once its run is fully logged; the first failure stops the sync and leaves the rest for the
 next try.
 A run whose parent run was itself not logged is logged without its parent.
-
-``python -m unlearn_pipeline.mlflow_sync --serve`` is the companion process that logs a
-live run for :class:`unlearn_pipeline.tracking.TrackedRun` (:func:`serve`), with the same
-operations.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -53,10 +48,13 @@ def sync(root: Path = Path(".")) -> tuple[int, str | None]:
 
 
 def _replay(client, uri: str, folder: Path) -> None:
+    from mlflow.entities import Metric, RunTag
+
     journal = read_json(folder / "run.json")
     run_id = journal["run_id"]
     for op in journal["ops"]:
-        if op["op"] == "start":
+        kind = op["op"]
+        if kind == "start":
             if run_id is None:
                 run = client.create_run(experiment_id(client, uri), start_time=journal["start_time"],
                                         tags={**journal["tags"], "unlearn.synced": "true"},
@@ -66,35 +64,22 @@ def _replay(client, uri: str, folder: Path) -> None:
             else:
                 client.set_tag(run_id, "unlearn.synced", "true")
             _log_params(client, run_id, journal["params"])
-        elif op["op"] == "model":
+        elif kind == "metrics":
+            client.log_batch(run_id, metrics=[Metric(key, value, op["timestamp"], op["step"] or 0)
+                                              for key, value in op["metrics"].items()])
+        elif kind == "tags":
+            client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in op["tags"].items()])
+        elif kind == "artifact":
+            client.log_artifact(run_id, str(folder / op["file"]), op["artifact_path"])
+        elif kind == "model":
             if not op.get("done"):
-                apply(client, uri, run_id, op, folder)
+                _replay_model(client, uri, folder, run_id, op)
                 op["done"] = True
                 write_json(folder / "run.json", journal)  # a retry must not register it twice
+        elif kind == "end":
+            client.set_terminated(run_id, op["status"], end_time=op["timestamp"])
         else:
-            apply(client, uri, run_id, op, folder)
-
-
-def apply(client, uri: str, run_id: str, op: dict[str, Any], folder: Path) -> None:
-    """Log one operation of a run (``metrics``, ``tags``, ``artifact``, ``model`` or ``end``, as
-    :class:`unlearn_pipeline.tracking.TrackedRun` records them); its files are relative to
-    ``folder`` (or absolute)."""
-    from mlflow.entities import Metric, RunTag
-
-    kind = op["op"]
-    if kind == "metrics":
-        client.log_batch(run_id, metrics=[Metric(key, value, op["timestamp"], op["step"] or 0)
-                                          for key, value in op["metrics"].items()])
-    elif kind == "tags":
-        client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in op["tags"].items()])
-    elif kind == "artifact":
-        client.log_artifact(run_id, str(folder / op["file"]), op["artifact_path"])
-    elif kind == "model":
-        _replay_model(client, uri, folder, run_id, op)
-    elif kind == "end":
-        client.set_terminated(run_id, op["status"], end_time=op["timestamp"])
-    else:
-        raise ValueError(f"unknown operation {kind!r}")
+            raise ValueError(f"unknown operation {kind!r}")
 
 
 def _replay_model(client, uri: str, folder: Path, run_id: str, op: dict[str, Any]) -> None:
@@ -116,51 +101,6 @@ def _log_params(client, run_id: str, params: dict[str, Any]) -> None:
         client.log_batch(run_id, params=items[start:start + _BATCH])
 
 
-def serve() -> int:
-    """The companion process of one :class:`~unlearn_pipeline.tracking.TrackedRun`
-    (``python -m unlearn_pipeline.mlflow_sync --serve``): reads the run's start, then its
-    operations, as JSON lines on stdin, logs each, and answers on stdout with the run id and
-    the count of operations logged so far (``{"run_id": ..., "logged": 1}``, then
-    ``{"logged": n}``), or ``{"failed": ..., "logged": n}`` at the first failure (it then
-    reads on, so that the stage never blocks, and logs nothing more: the stage journals the
-    rest for ``unlearn sync-mlflow``). Ctrl-C and SIGTERM are ignored: it ends when the stage
-    closes stdin, after the run's end."""
-    import signal
-    import sys
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
-    replies, sys.stdout = sys.stdout, sys.stderr  # MLflow's own prints must not mix with the replies
-
-    def reply(**message) -> None:
-        replies.write(json.dumps(message) + "\n")
-        replies.flush()
-
-    lines = iter(sys.stdin)
-    logged = 0
-    try:
-        start = json.loads(next(lines))
-        from mlflow import MlflowClient
-
-        client = MlflowClient(start["uri"])
-        run = client.create_run(experiment_id(client, start["uri"]), start_time=start["start_time"],
-                                tags=start["tags"], run_name=start["name"])
-        run_id = run.info.run_id
-        _log_params(client, run_id, start["params"])
-        logged = 1
-        reply(run_id=run_id, logged=logged)
-        for line in lines:
-            apply(client, start["uri"], run_id, json.loads(line), Path("."))
-            logged += 1
-            reply(logged=logged)
-    except Exception as exc:  # reported to the stage, which journals what was not logged
-        reply(failed=f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}", logged=logged)
-        for _ in lines:
-            pass
-        return 1
-    return 0
-
-
 def main(root: Path = Path(".")) -> int:
     """The command: 0 when nothing is left pending, 1 otherwise."""
     pending = pending_runs(root)
@@ -173,9 +113,3 @@ def main(root: Path = Path(".")) -> int:
         print(f"error: MLflow still fails, {len(pending) - logged} run(s) stay pending: {error}")
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(serve() if sys.argv[1:] == ["--serve"] else main())

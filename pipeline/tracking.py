@@ -4,12 +4,11 @@ The tracking store defaults to ``sqlite:///mlflow.db`` in the project root and i
 overridden by ``MLFLOW_TRACKING_URI``. Runs carry the DVC stage name, the git
 commit and whether the tree was dirty, the package versions and the input data's
 hash, the process that ran them (host:pid), the stage's params, its metrics and its
-artifacts. A companion process does the logging (:class:`TrackedRun`), so that MLflow's
-import and store (~3 s) overlap the stage's work. Tracking never stops a stage: if
+artifacts. Tracking never stops a stage: if
 the store is unreachable or locked, the stage still writes its outputs, the first
 failure is reported on stderr with what was not logged, and what was not logged is
 kept in ``.unlearn/mlflow-pending`` (with copies of its artifacts) until
-``unlearn sync-mlflow`` logs it (:mod:`pipeline.mlflow_sync`).
+``unlearn sync-mlflow`` logs it (:mod:`unlearn_pipeline.mlflow_sync`).
 
 The experiment carries ``mlflow.experimentKind: custom_model_development``, so that MLflow 3's
 UI opens it in the model-training view rather than the GenAI one. Models are logged as MLflow
@@ -28,12 +27,8 @@ import json
 import logging
 import os
 import shutil
-import queue
 import socket
 import subprocess
-import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -204,75 +199,14 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class _Companion:
-    """The process that talks to MLflow for one run (:func:`unlearn_pipeline.mlflow_sync.serve`).
-
-    Importing MLflow and opening its store cost ~3 s a process; in a companion process that
-    time overlaps the stage's own (torch's import, its work) instead of adding to it. Sends
-    are queued (a thread writes them), so the stage never waits on MLflow; replies (the run
-    id, the count of operations logged) are read by another thread."""
-
-    def __init__(self, start: dict[str, Any]) -> None:
-        self.run_id: str | None = None
-        self.logged = 0
-        self.error: str | None = None
-        self.done = False
-        self._changed = threading.Condition()
-        self._outbox: queue.Queue = queue.Queue()
-        self._process = subprocess.Popen([sys.executable, "-m", "unlearn_pipeline.mlflow_sync", "--serve"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        threading.Thread(target=self._write, daemon=True).start()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.send(start)
-
-    def send(self, op: dict[str, Any]) -> None:
-        self._outbox.put(op)
-
-    def _write(self) -> None:
-        with contextlib.suppress(OSError, ValueError):  # the companion is gone: finish() finds out
-            while (op := self._outbox.get()) is not None:
-                self._process.stdin.write(json.dumps(op) + "\n")
-                self._process.stdin.flush()
-        with contextlib.suppress(OSError, ValueError):
-            self._process.stdin.close()
-
-    def _read(self) -> None:
-        for line in self._process.stdout:
-            with contextlib.suppress(ValueError), self._changed:
-                reply = json.loads(line)
-                self.run_id = reply.get("run_id", self.run_id)
-                self.logged = reply.get("logged", self.logged)
-                self.error = reply.get("failed", self.error)
-                self._changed.notify_all()
-        with self._changed:
-            self.done = True
-            self._changed.notify_all()
-
-    def wait_until(self, condition) -> None:
-        """Until ``condition()`` holds, or the companion failed or ended."""
-        with self._changed:
-            self._changed.wait_for(lambda: condition() or self.error is not None or self.done)
-
-    def finish(self) -> None:
-        """Close its input (after what was sent) and wait for it to log everything and end."""
-        self._outbox.put(None)
-        self._reader.join()
-        self._process.wait()
-        if self.error is None and self._process.returncode != 0:
-            self.error = f"the tracking process exited with status {self._process.returncode}"
-
-
 class TrackedRun:
     """An MLflow run (a stage execution, or a flow execution); every call is failure-tolerant.
 
     Use as a context manager; the run ends FINISHED, KILLED on Ctrl-C or SIGTERM, or FAILED
-    if the body raised. A run is nested under ``parent`` (a run id), else under
-    ``UNLEARN_PARENT_RUN_ID`` when set.
-
-    The calls are sent to a companion process (:class:`_Companion`) and return at once;
-    leaving the context waits until all of them are logged. If the store fails, what was
-    not logged from then on is journaled for ``unlearn sync-mlflow``.
+    if the body raised.
+    A run is nested under ``parent`` (a run id), else under ``UNLEARN_PARENT_RUN_ID`` when
+    set; one started while another is active in this process (a job run in the stage's
+    own process) is nested under it.
     """
 
     def __init__(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None,
@@ -282,11 +216,11 @@ class TrackedRun:
         self.params = params
         self.tags = dict(tags or {})
         self.uri = tracking_uri()
+        self._mlflow = None
+        self._run_id: str | None = None
         self.failed: str | None = None
         self.not_logged: list[str] = []
-        self._sent: list[tuple[str, dict[str, Any]]] = []  # (what, operation) after the start, in order
-        self._companion: _Companion | None = None
-        self._scratch: Path | None = None  # copies of the artifacts and models sent
+        self._pending: list[dict[str, Any]] = []  # what was not logged, for `unlearn sync-mlflow`
         self._journal: Path | None = None
 
     def __enter__(self) -> "TrackedRun":
@@ -302,62 +236,56 @@ class TrackedRun:
         for section, value in self.params.items():
             self._flat_params.update(flatten(section, value))
         try:
-            self._companion = _Companion({
-                "uri": self.uri, "name": self.name, "start_time": self._start_time, "tags": self._all_tags,
-                "params": {key: str(value) for key, value in self._flat_params.items()}})
-        except OSError as exc:  # tracking must never stop the stage
-            self.failed = f"{type(exc).__name__}: {exc}"
-            return self
-        if self.uri.startswith("sqlite:///") and not Path(self.uri.removeprefix("sqlite:///")).exists():
-            self.flush()  # the first run creates the store's tables: runs started alongside must not race it
+            self._start()
+        except Exception as exc:  # tracking must never stop the stage
+            self._fail("start the run", exc)
+            self.not_logged.append("start the run")
+            self._pending.append({"op": "start"})
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         status = ("FINISHED" if exc_type is None
                   else "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
-        self._send("end the run", {"op": "end", "status": status, "timestamp": _now_ms()})
-        logged = 0
-        if self._companion is not None:
-            self._companion.finish()
-            logged, self.failed = self._companion.logged, self._companion.error
-        try:
-            if self.failed:
-                self._journal_the_rest(logged)
-        finally:
-            if self._scratch is not None:
-                shutil.rmtree(self._scratch, ignore_errors=True)
+        self._call("end the run", lambda: self._mlflow.end_run(status=status),
+                   {"op": "end", "status": status, "timestamp": _now_ms()})
+        if self.failed:
+            if self._run_id is not None:  # leave no run active in this process; the journal still ends it
+                with contextlib.suppress(Exception):
+                    self._mlflow.end_run(status=status)
+            try:
+                self._write_journal()
+                kept = f"what was not logged is kept in {self._journal}: run `unlearn sync-mlflow` when the store works"
+            except OSError as error:
+                kept = f"it could not be kept for `unlearn sync-mlflow` either ({error})"
+            log.warning("MLflow (%s): not logged for %s: %s. The outputs are written; %s.",
+                        self.uri, self.name, ", ".join(self.not_logged), kept)
 
-    def _send(self, what: str, op: dict[str, Any]) -> None:
-        self._sent.append((what, op))
-        if self._companion is not None:
-            self._companion.send(op)
+    def _start(self) -> None:
+        import mlflow
 
-    def _journal_the_rest(self, logged: int) -> None:
-        """Journal every operation the companion did not log (``logged`` counts the start)."""
-        log.warning("MLflow (%s) failed: %s", self.uri, self.failed)
-        rest = self._sent[max(logged - 1, 0):]
-        self.not_logged = ["start the run"] * (logged == 0) + [what for what, _ in rest]
-        try:
-            ops = [{"op": "start"}] * (logged == 0) + [self._journaled(op) for _, op in rest]
-            self._write_journal(ops)
-            kept = f"what was not logged is kept in {self._journal}: run `unlearn sync-mlflow` when the store works"
-        except OSError as error:
-            kept = f"it could not be kept for `unlearn sync-mlflow` either ({error})"
-        log.warning("MLflow (%s): not logged for %s: %s. The outputs are written; %s.",
-                    self.uri, self.name, ", ".join(self.not_logged), kept)
+        self._mlflow = mlflow
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(self.uri), self.uri))
+        run = mlflow.start_run(run_name=self.name, tags=self._all_tags, nested=mlflow.active_run() is not None)
+        self._run_id = run.info.run_id
+        if self._flat_params:
+            mlflow.log_params(self._flat_params)
 
-    def _journaled(self, op: dict[str, Any]) -> dict[str, Any]:
-        """``op`` with its files copied into the journal's folder (paths relative to it)."""
-        if op["op"] not in ("artifact", "model"):
-            return op
-        folder = self._pending_dir() / "artifacts" / str(len(list((self._pending_dir() / "artifacts").iterdir())))
-        folder.mkdir()
-        kept = dict(op)
-        for key in ("file", "input_example"):
-            if key in op:
-                shutil.copyfile(op[key], folder / Path(op[key]).name)
-                kept[key] = f"artifacts/{folder.name}/{Path(op[key]).name}"
-        return kept
+    def _call(self, what: str, fn, op: dict[str, Any]) -> None:
+        """Run one MLflow call; after the first failure (or a failed start), only record what was
+        skipped, as ``op`` (a JSON-able description that :mod:`unlearn_pipeline.mlflow_sync` replays)."""
+        if not self.failed:
+            try:
+                fn()
+                return
+            except Exception as exc:  # tracking must never stop the stage
+                self._fail(what, exc)
+        self.not_logged.append(what)
+        self._pending.append(op)
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        log.warning("MLflow (%s) failed to %s: %s", self.uri, what, self.failed)
 
     def _pending_dir(self) -> Path:
         if self._journal is None:
@@ -365,75 +293,69 @@ class TrackedRun:
             (self._journal / "artifacts").mkdir(parents=True, exist_ok=True)
         return self._journal
 
-    def _write_journal(self, ops: list[dict[str, Any]]) -> None:
+    def _write_journal(self) -> None:
         """``<pending dir>/run.json``: the run's identity and every operation that was not logged."""
         from unlearn.io import write_json
 
         write_json(self._pending_dir() / "run.json", {
-            "name": self.name, "run_id": self.run_id, "uri": self.uri, "start_time": self._start_time,
+            "name": self.name, "run_id": self._run_id, "uri": self.uri, "start_time": self._start_time,
             "tags": self._all_tags, "params": {key: str(value) for key, value in self._flat_params.items()},
-            "ops": ops})
+            "ops": self._pending})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        self._send(f"metrics{'' if step is None else f' (step {step})'}", {
-            "op": "metrics", "metrics": {key: float(value) for key, value in metrics.items()}, "step": step,
-            "timestamp": _now_ms()})
+        op = {"op": "metrics", "metrics": {key: float(value) for key, value in metrics.items()}, "step": step,
+              "timestamp": _now_ms()}
+        self._call(f"metrics{'' if step is None else f' (step {step})'}",
+                   lambda: self._mlflow.log_metrics(dict(metrics), step=step), op)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        """Log the file ``path`` under ``artifact_path``, as it is now (a copy is logged: the file
-        may change or go once this returns)."""
-        try:
-            copy = self._scratch_dir() / str(len(self._sent)) / Path(path).name
-            copy.parent.mkdir()
-            shutil.copyfile(path, copy)
-        except OSError as exc:
-            log.warning("MLflow: artifact %s cannot be logged (%s)", path, exc)
-            return
-        self._send(f"artifact {path}", {"op": "artifact", "name": Path(path).name, "artifact_path": artifact_path,
-                                        "file": str(copy)})
-
-    def _scratch_dir(self) -> Path:
-        """Where the files sent to the companion wait (removed when the run ends)."""
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="unlearn-tracking-"))
-        return self._scratch
+        op: dict[str, Any] = {"op": "artifact", "name": Path(path).name, "artifact_path": artifact_path}
+        self._call(f"artifact {path}", lambda: self._mlflow.log_artifact(str(path), artifact_path), op)
+        if self._pending and self._pending[-1] is op:  # keep the file as it is now: the output may change later
+            folder = self._pending_dir() / "artifacts" / str(len(self._pending))
+            try:
+                folder.mkdir()
+                shutil.copyfile(path, folder / op["name"])
+            except OSError as exc:
+                self._pending.pop()
+                log.warning("MLflow: artifact %s cannot be kept for `unlearn sync-mlflow` (%s)", path, exc)
+                return
+            op["file"] = f"artifacts/{folder.name}/{op['name']}"
 
     def log_model(self, model: torch.nn.Module, registered_name: str, input_example: numpy.ndarray) -> None:
         """Log ``model`` (a ``torch.nn.Module``) as this run's MLflow PyTorch model ``model`` and
         register it as a new version of ``registered_name`` (:func:`log_pytorch_model`), with
-        ``input_example`` (a numpy array, e.g. one input of shape (1, C, H, W)).
+        ``input_example`` (a numpy array, e.g. one input of shape (1, C, H, W)). ~0.1-0.3 s a
+        model, plus once per process ~0.6 s of MLflow's look at the installed packages.
 
-        The module is pickled whole (``torch.save``) as it is now, with the example, for the
-        companion process (and, if it is not logged, for ``unlearn sync-mlflow``, which reloads
-        it with ``weights_only=False``: the classes of the module must stay importable)."""
-        import numpy
-        import torch
+        If it is not logged, the whole module is kept as it is now (``torch.save``) in the
+        pending folder, with the example, and ``unlearn sync-mlflow`` logs it then (it reloads it
+        with ``weights_only=False``: the classes of the module must still be importable).
+        """
+        if any(p.device.type != "cpu" for p in model.parameters()):
+            model = copy.deepcopy(model).cpu()  # logged on the CPU: loadable anywhere, and MLflow runs the example there
+        op: dict[str, Any] = {"op": "model", "registered_name": registered_name}
+        self._call(f"model {registered_name}",
+                   lambda: log_pytorch_model(model, registered_name, input_example, self._run_id), op)
+        if self._pending and self._pending[-1] is op:
+            import numpy
+            import torch
 
-        folder = self._scratch_dir() / str(len(self._sent))
-        try:
-            folder.mkdir()
-            on_cpu = all(p.device.type == "cpu" for p in model.parameters())
-            torch.save(model if on_cpu else copy.deepcopy(model).cpu(), folder / "model.pt")  # loadable anywhere
-            numpy.save(folder / "input_example.npy", numpy.asarray(input_example))
-        except Exception as exc:  # OSError, or a module that cannot be pickled
-            log.warning("MLflow: model %s cannot be logged (%s)", registered_name, exc)
-            return
-        self._send(f"model {registered_name}", {"op": "model", "registered_name": registered_name,
-                                                "file": str(folder / "model.pt"),
-                                                "input_example": str(folder / "input_example.npy")})
+            folder = self._pending_dir() / "artifacts" / str(len(self._pending))
+            try:
+                folder.mkdir()
+                torch.save(model, folder / "model.pt")
+                numpy.save(folder / "input_example.npy", numpy.asarray(input_example))
+            except Exception as exc:  # OSError, or a module that cannot be pickled
+                self._pending.pop()
+                log.warning("MLflow: model %s cannot be kept for `unlearn sync-mlflow` (%s)", registered_name, exc)
+                return
+            op["file"] = f"artifacts/{folder.name}/model.pt"
+            op["input_example"] = f"artifacts/{folder.name}/input_example.npy"
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._send("tags", {"op": "tags", "tags": dict(tags)})
-
-    def flush(self) -> None:
-        """Wait until everything sent so far is logged (or the store failed)."""
-        if self._companion is not None:
-            self._companion.wait_until(lambda: self._companion.logged > len(self._sent))
+        self._call("tags", lambda: self._mlflow.set_tags(dict(tags)), {"op": "tags", "tags": dict(tags)})
 
     @property
     def run_id(self) -> str | None:
-        """The MLflow run id (waits for the run to be created); None if it could not be."""
-        if self._companion is None:
-            return None
-        self._companion.wait_until(lambda: self._companion.run_id is not None)
-        return self._companion.run_id
+        return self._run_id
