@@ -19,6 +19,7 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
     """Validate params, then run stage ``name`` inside one MLflow run."""
     from unlearn.config import load_params
     from unlearn.device import precision
+    from unlearn_pipeline.common import device_tags
     from unlearn_pipeline.stages import load_stage
     from unlearn_pipeline.tracking import TrackedRun
 
@@ -31,17 +32,10 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
         sections[key] = _dump(_section(params, key, name))
     # DVC names the stage it runs in DVC_STAGE (e.g. "unlearn@amun"); the flow does too
     addressing = os.environ.get("DVC_STAGE") or " ".join([name, *items])
-    tags = {"dvc.stage": addressing, **_device_tags(params.execution)}
+    tags = {"dvc.stage": addressing, **device_tags(params)}
     with TrackedRun(addressing, sections, tags=tags) as run, precision(params.execution.precision):
         stage.fn(params, run, *items)
 
-
-def _device_tags(execution) -> dict[str, str]:
-    """Where the stage computes: ``device``, ``device.name`` and ``precision``."""
-    from unlearn.device import device_name, resolve_device
-
-    device = resolve_device(execution.device)
-    return {"device": str(device), "device.name": device_name(device), "precision": execution.precision}
 
 
 def _check_items(stage: str, fn, items: list[str]) -> None:

@@ -51,6 +51,28 @@ def stage_device(params) -> torch.device:
     return resolve_device(params.execution.device)
 
 
+def device_tags(params) -> dict[str, str]:
+    """Where a run computes, for MLflow: ``device``, ``device.name`` and ``precision``."""
+    from unlearn.device import device_name
+
+    device = stage_device(params)
+    return {"device": str(device), "device.name": device_name(device), "precision": params.execution.precision}
+
+
+def job_params(params, k: int):
+    """``params`` for job ``k`` of a stage (a reference model, a retrained seed): with
+    ``execution.device`` ``auto`` or ``cuda`` on a machine with several GPUs, job k gets
+    GPU k mod their count (one GPU per job); else the stage's device (jobs in several
+    worker processes then share it)."""
+    import torch
+
+    device = stage_device(params)
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if count < 2 or params.execution.device.startswith("cuda:"):
+        return params
+    return params.model_copy(update={"execution": params.execution.model_copy(update={"device": f"cuda:{k % count}"})})
+
+
 def random_model(name: str) -> str:
     """The name under ``data/models`` (and ``metrics/runtime``) of random-track model ``name``:
     the original and retrained models at the top, the unlearned ones under ``random/``."""

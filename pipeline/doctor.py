@@ -1,8 +1,8 @@
 """``unlearn doctor``: is this workspace ready, and is it in sync with ``dvc.lock``?
 
 Prints the environment (Python, package versions, threads, GPU), whether params.yaml is
-valid, the device and precision the stages will use, where the dataset comes from, whether the prepared data still matches its
-recorded hash, where MLflow writes (and how many runs wait for ``unlearn sync-mlflow``),
+valid, the device and precision the stages will use, where the dataset comes from,
+whether the prepared data still matches its recorded hash, where MLflow writes (and how many runs wait for ``unlearn sync-mlflow``),
 and which DVC stages are stale. Exit status 1 when
 something is broken (invalid params, missing dataset, damaged prepared data), else 0:
 stale stages are normal work for `dvc repro`, not an error.

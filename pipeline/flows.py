@@ -45,6 +45,11 @@ def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(command, cwd=root, capture_output=True, text=True)
 
 
+def _still_stale(root: Path, address: str) -> bool:
+    with _DVC_LOCK:  # not while another task's `dvc commit` holds DVC's lock
+        return bool(stale_stages(root, [address]))
+
+
 def _run_command(root: Path, cmd: str, env: dict[str, str]) -> None:
     logger = get_run_logger()
     tail: deque[str] = deque(maxlen=20)
@@ -62,7 +67,7 @@ def reproduce_stage(root: str, node: StageNode, env: dict[str, str], stale: bool
     """Reproduce one DVC stage if it is stale; return "ran" or "cached". ``stale`` is the flow's
     first ``dvc status``; once an upstream stage has run, DVC is asked again for this one."""
     root_path = Path(root)
-    if not stale and ("ran" not in upstream or not stale_stages(root_path, [node.address])):
+    if not stale and ("ran" not in upstream or not _still_stale(root_path, node.address)):
         get_run_logger().info("%s: up to date (DVC cache)", node.address)
         return "cached"
     _run_command(root_path, node.cmd, {**env, "DVC_STAGE": node.address})

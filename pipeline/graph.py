@@ -53,7 +53,8 @@ def stale_stages(root: Path, addresses: list[str]) -> set[str]:
     ``dvc status`` for all of them (a stage downstream of a stale one shows only once that
     one has run; the flow asks again then)."""
     dvc = Path(sys.executable).with_name("dvc")
-    done = subprocess.run([str(dvc) if dvc.exists() else "dvc", "status", "--json", *addresses], cwd=root,
+    # the whole repository at once: naming the stages makes DVC collect each one on its own (13 s for 26)
+    done = subprocess.run([str(dvc) if dvc.exists() else "dvc", "status", "--json"], cwd=root,
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"dvc status failed: {done.stderr.strip()}")

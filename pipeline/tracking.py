@@ -333,7 +333,7 @@ class TrackedRun:
         with ``weights_only=False``: the classes of the module must still be importable).
         """
         if any(p.device.type != "cpu" for p in model.parameters()):
-            model = copy.deepcopy(model).cpu()  # logged on the CPU: loadable anywhere, and MLflow runs the example there
+            model = copy.deepcopy(model).cpu()  # loadable anywhere; MLflow runs the example on the CPU
         op: dict[str, Any] = {"op": "model", "registered_name": registered_name}
         self._call(f"model {registered_name}",
                    lambda: log_pytorch_model(model, registered_name, input_example, self._run_id), op)

@@ -15,7 +15,8 @@ import numpy as np
 
 from unlearn.config import Params
 from unlearn.io import atomic_path, save_tensors
-from unlearn_pipeline.common import KEEP, load_prepared, logits_path, remove_checkpoints, stage_device
+from unlearn_pipeline.common import (KEEP, device_tags, job_params, load_prepared, logits_path, remove_checkpoints,
+                                     stage_device)
 from unlearn_pipeline.fitting import train_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -58,13 +59,14 @@ def train_reference(k: int, params_file: str, parent_run_id: str | None) -> str:
     from unlearn.device import precision
     from unlearn.evaluation import predict
 
-    params = load_params(params_file)
+    params = job_params(load_params(params_file), k)
     recipe = params.train.model_copy(update={"epochs": params.references.epochs or params.train.epochs})
     setting = params.model_copy(update={"train": recipe})
     data = load_prepared(stage_device(params))
     keep = np.load(KEEP, allow_pickle=False)
     sections = {"references": params.references.model_dump(), "train": recipe.model_dump(), "reference": k}
-    with TrackedRun(f"references/{k}", sections, tags={"unlearn.job": "references", "reference": str(k)},
+    tags = {"unlearn.job": "references", "reference": str(k), **device_tags(params)}
+    with TrackedRun(f"references/{k}", sections, tags=tags,
                     parent=parent_run_id) as run, precision(params.execution.precision):  # also in a worker process
         model, _ = train_model(f"reference {k}", setting, data, np.flatnonzero(keep[k]), run,
                                seed=reference_seed(params.seed, k))

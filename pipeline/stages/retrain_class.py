@@ -6,7 +6,8 @@ from __future__ import annotations
 from unlearn.config import Params
 from unlearn.io import save_tensors, write_json
 from unlearn_pipeline.class_track import class_split, retrain_name, retrain_seed
-from unlearn_pipeline.common import load_prepared, model_path, remove_checkpoints, runtime_path, stage_device
+from unlearn_pipeline.common import (device_tags, job_params, load_prepared, model_path, remove_checkpoints,
+                                     runtime_path, stage_device)
 from unlearn_pipeline.fitting import train_model
 from unlearn_pipeline.model_store import input_example
 from unlearn_pipeline.stages import stage
@@ -39,11 +40,12 @@ def train_class_retrain(k: int, params_file: str, parent_run_id: str | None) -> 
     from unlearn.device import precision
     from unlearn.training import resumed_seconds
 
-    params = load_params(params_file)
+    params = job_params(load_params(params_file), k)
     data = load_prepared(stage_device(params))
     split = class_split(data, params)
     sections = {"class_track": params.class_track.model_dump(), "train": params.train.model_dump(), "seed_index": k}
-    with TrackedRun(f"retrain_class/{k}", sections, tags={"unlearn.job": "retrain_class", "seed_index": str(k)},
+    tags = {"unlearn.job": "retrain_class", "seed_index": str(k), **device_tags(params)}
+    with TrackedRun(f"retrain_class/{k}", sections, tags=tags,
                     parent=parent_run_id) as run, precision(params.execution.precision):  # also in a worker process
         start = time.perf_counter()
         model, history = train_model(f"retrain_class {k}", params, data, split["remain"], run,
