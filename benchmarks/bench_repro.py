@@ -9,8 +9,8 @@ in the clone times:
 * ``dvc status``.
 
 The stages run with the project's virtualenv first on PATH (so ``python`` is the
-venv's), PYTHONPATH set to the clone (so its own ``pipeline`` and ``src/unlearn`` are
-used, not the editable install's), and ``MLFLOW_TRACKING_URI=sqlite:///<tmp>/mlflow.db``
+venv's), PYTHONPATH set to the clone's code (its ``src/unlearn``, and its ``pipeline/``
+through a link named ``unlearn_pipeline``; not the editable install's), and ``MLFLOW_TRACKING_URI=sqlite:///<tmp>/mlflow.db``
 so the project's MLflow store is not touched.
 
 Run from anywhere (takes a minute or two):
@@ -60,7 +60,11 @@ def stage_env(venv_bin: Path, repo: Path, tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(venv_bin), env.get("PATH", "")])
     env["VIRTUAL_ENV"] = str(venv_bin.parent)
-    env["PYTHONPATH"] = os.pathsep.join([str(repo), str(repo / "src")])
+    links = tmp / "import-links"
+    links.mkdir(exist_ok=True)
+    if not (links / "unlearn_pipeline").exists():
+        (links / "unlearn_pipeline").symlink_to(repo / "pipeline", target_is_directory=True)
+    env["PYTHONPATH"] = os.pathsep.join([str(links), str(repo / "src")])
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
     env.pop("UNLEARN_PARENT_RUN_ID", None)
     return env
