@@ -37,7 +37,6 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
         stage.fn(params, run, *items)
 
 
-
 def _check_items(stage: str, fn, items: list[str]) -> None:
     """The items must fit the stage function's signature after ``(params, run)`` and be plain names."""
     slots = list(inspect.signature(fn).parameters.values())[2:]

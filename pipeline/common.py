@@ -70,7 +70,8 @@ def job_params(params, k: int):
     count = torch.cuda.device_count() if device.type == "cuda" else 0
     if count < 2 or params.execution.device.startswith("cuda:"):
         return params
-    return params.model_copy(update={"execution": params.execution.model_copy(update={"device": f"cuda:{k % count}"})})
+    pinned = params.execution.model_copy(update={"device": f"cuda:{k % count}"})
+    return params.model_copy(update={"execution": pinned})
 
 
 def random_model(name: str) -> str:

@@ -2,8 +2,8 @@
 
 Prints the environment (Python, package versions, threads, GPU), whether params.yaml is
 valid, the device and precision the stages will use, where the dataset comes from,
-whether the prepared data still matches its recorded hash, where MLflow writes (and how many runs wait for ``unlearn sync-mlflow``),
-and which DVC stages are stale. Exit status 1 when
+whether the prepared data still matches its recorded hash, where MLflow writes (and how
+many runs wait for ``unlearn sync-mlflow``), and which DVC stages are stale. Exit status 1 when
 something is broken (invalid params, missing dataset, damaged prepared data), else 0:
 stale stages are normal work for `dvc repro`, not an error.
 """
@@ -38,14 +38,13 @@ def doctor(root: Path = Path(".")) -> int:
     try:
         from unlearn.config import load_params
         from unlearn.data.datasets import dataset_source
-
-        from unlearn.device import device_name, resolve_device
+        from unlearn_pipeline.common import device_tags
 
         params = load_params(root / "params.yaml")
         report("params", f"{root / 'params.yaml'} is valid")
-        device = resolve_device(params.execution.device)
-        report("device", f"execution.device {params.execution.device} -> {device} ({device_name(device)}), "
-                         f"precision {params.execution.precision}")
+        tags = device_tags(params)
+        report("device", f"execution.device {params.execution.device} -> {tags['device']} ({tags['device.name']}), "
+                         f"precision {tags['precision']}")
         data = params.data
         source = dataset_source(data.dataset, root=root / data.root, path=data.path, download=data.download)
         report("dataset", f"{data.dataset}: {source}")

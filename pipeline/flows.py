@@ -31,7 +31,7 @@ from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from unlearn.errors import ConfigError
-from unlearn_pipeline.graph import StageNode, dvc_stages, stale_stages
+from unlearn_pipeline.graph import StageNode, dvc_stages, run_dvc, stale_stages
 from unlearn_pipeline.tracking import EXECUTION_ENV, PARENT_RUN_ENV, TrackedRun
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,8 @@ _DVC_LOCK = threading.Lock()  # one DVC command at a time from this process
 
 
 def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    dvc = Path(sys.executable).with_name("dvc")
-    command = [str(dvc) if dvc.exists() else "dvc", *args]
     with _DVC_LOCK:
-        return subprocess.run(command, cwd=root, capture_output=True, text=True)
+        return run_dvc(root, *args)
 
 
 def _still_stale(root: Path, address: str) -> bool:

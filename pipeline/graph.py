@@ -12,7 +12,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class StageNode:
-    address: str  # e.g. "train" or "evaluate@original"
+    address: str  # e.g. "train", "unlearn@amun" or "studies/dvc.yaml:tuning_cell"
     cmd: str
     upstream: tuple[str, ...]
 
@@ -48,14 +48,17 @@ def dvc_stages(root: Path, targets: list[str] | None = None) -> list[StageNode]:
                 for s in order]
 
 
+def run_dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """``dvc <args>`` in ``root``, the dvc beside this Python first; output captured."""
+    dvc = Path(sys.executable).with_name("dvc")
+    return subprocess.run([str(dvc) if dvc.exists() else "dvc", *args], cwd=root, capture_output=True, text=True)
+
+
 def stale_stages(root: Path, addresses: list[str]) -> set[str]:
     """The stages among ``addresses`` whose deps, params or outs differ from dvc.lock: one
     ``dvc status`` for all of them (a stage downstream of a stale one shows only once that
     one has run; the flow asks again then)."""
-    dvc = Path(sys.executable).with_name("dvc")
-    # the whole repository at once: naming the stages makes DVC collect each one on its own (13 s for 26)
-    done = subprocess.run([str(dvc) if dvc.exists() else "dvc", "status", "--json"], cwd=root,
-                          capture_output=True, text=True)
+    done = run_dvc(root, "status", "--json")  # the whole repository: naming 26 stages takes 13 s, not 2
     if done.returncode != 0:
         raise RuntimeError(f"dvc status failed: {done.stderr.strip()}")
     return set(json.loads(done.stdout or "{}")) & set(addresses)

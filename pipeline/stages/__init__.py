@@ -29,7 +29,6 @@ MODULES = {
 class Stage:
     """A stage function ``fn(params, run, *items)`` and the params it reads."""
 
-    name: str
     fn: Callable
     sections: tuple[str, ...]  # the params sections the stage reads (dvc.yaml lists the same)
     untracked: tuple[str, ...] = ()  # sections it reads that cannot change its results (not in dvc.yaml)
@@ -46,7 +45,7 @@ def stage(name: str, sections: tuple[str, ...] = (), untracked: tuple[str, ...] 
             raise ValueError(f"stage {name!r} is already registered")
         if name not in MODULES or fn.__module__ != f"{__name__}.{MODULES[name]}":
             raise ValueError(f"stage {name!r}: MODULES places it in {MODULES.get(name)!r}, not {fn.__module__}")
-        STAGES[name] = Stage(name, fn, sections, untracked)
+        STAGES[name] = Stage(fn, sections, untracked)
         return fn
 
     return decorator

@@ -53,5 +53,5 @@ def train_class_retrain(k: int, params_file: str, parent_run_id: str | None) -> 
         seconds = time.perf_counter() - start + resumed_seconds(history)
         save_tensors(model_path(retrain_name(k)), model.state_dict())
         run.log_metrics({"runtime_s": seconds})
-        run.log_model(model.eval(), "unlearn-class-retrain", input_example(data))  # one version per seed
+        run.log_model(model, "unlearn-class-retrain", input_example(data))  # one version per seed
     return seconds

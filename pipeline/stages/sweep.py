@@ -21,6 +21,7 @@ from unlearn.io import load_tensors, read_json, save_tensors, write_json, write_
 from unlearn_pipeline.common import (REPORTS_DIR, checkpoint_path, load_prepared, markdown_table, remove_checkpoints,
                                      stage_device)
 from unlearn_pipeline.fitting import training_fingerprint
+from unlearn_pipeline.model_store import build_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
@@ -68,11 +69,8 @@ def sweep_cell(params: Params, run: TrackedRun, seed: str, forget_seed: str) -> 
     cell = prepare_cell(data.images, data.labels, data.meta.get("test_start"), params, seed_value, forget_value,
                         checkpoint, device)
     folder = cell_dir(seed_value, forget_value)
-    found = cell.task.adversarial
     save_tensors(folder / "cell.pt", {
-        "original": cell.original.state_dict(), "adversarial": {
-            "images": found.images, "labels": found.labels, "eps": found.eps, "distance": found.distance,
-            "capped": found.capped},
+        "original": cell.original.state_dict(), "adversarial": vars(cell.task.adversarial),
         **{f"split.{name}": torch.as_tensor(idx) for name, idx in cell.splits.items()}})
     write_json(folder / "cell.json", {"seed": seed_value, "forget_seed": forget_value, "metrics": cell.metrics,
                                       "retrain_s": cell.retrain_s, "adversarial_s": cell.adversarial_s,
@@ -86,8 +84,6 @@ def _load_cell(params: Params, data, seed: int, forget_seed: int):
     import torch
 
     from unlearn.attacks import AdversarialSet
-    from unlearn.device import prepare_model
-    from unlearn.models import create_model
     from unlearn.protocol import CellModels
     from unlearn.unlearning import ForgetTask
 
@@ -96,9 +92,7 @@ def _load_cell(params: Params, data, seed: int, forget_seed: int):
         raise DataError(f"{folder / 'cell.json'}: file not found; run `dvc repro studies/dvc.yaml` (sweep_cell stages)")
     info, blob = read_json(folder / "cell.json"), load_tensors(folder / "cell.pt")
     splits = {key.removeprefix("split."): value.numpy() for key, value in blob.items() if key.startswith("split.")}
-    model = create_model(params.model.name, in_channels=data.images.shape[1], num_classes=len(data.meta["classes"]),
-                         seed=seed, width=params.model.width, batch_norm=params.model.batch_norm, **info["stats"])
-    model = prepare_model(model, data.images.device)
+    model = build_model(params, {**data.meta, **info["stats"]}, seed)  # the cell's own normalisation
     model.load_state_dict(blob["original"])
     task = ForgetTask(data.images, data.labels, torch.as_tensor(splits["forget"]), torch.as_tensor(splits["remain"]),
                       len(data.meta["classes"]), AdversarialSet(**blob["adversarial"]))

@@ -44,5 +44,5 @@ def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
     curve = PLOTS_DIR / "train" / f"{name}.csv"
     write_text(curve, csv_text(["epoch", "loss", "accuracy", "lr"],
                                [[r.epoch, f"{r.loss:.6f}", f"{r.accuracy:.4f}", f"{r.lr:.6g}"] for r in rows]))
-    run.log_model(model.eval(), f"unlearn-{name}", input_example(data))
+    run.log_model(model, f"unlearn-{name}", input_example(data))
     run.log_artifact(curve, "plots")

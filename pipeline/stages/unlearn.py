@@ -45,7 +45,7 @@ def unlearn(params: Params, run: TrackedRun, method_name: str) -> None:
                                            "remain_access": method.remain_access(cfg)})
     log.info("%s: unlearned %d samples in %.2f s", method_name, len(task.forget), seconds)
     run.log_metrics({"runtime_s": seconds})
-    run.log_model(model.eval(), f"unlearn-{method_name}", input_example(data))
+    run.log_model(model, f"unlearn-{method_name}", input_example(data))
 
 
 def _load_adversarial(data: Prepared):

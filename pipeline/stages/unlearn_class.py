@@ -40,4 +40,4 @@ def unlearn_class(params: Params, run: TrackedRun, method_name: str) -> None:
     save_tensors(model_path(name), model.state_dict())
     write_json(runtime_path(name), {"runtime_s": round(seconds, 3), "remain_access": method.remain_access(cfg)})
     run.log_metrics({"runtime_s": seconds})
-    run.log_model(model.eval(), f"unlearn-class-{method_name}", input_example(data))
+    run.log_model(model, f"unlearn-class-{method_name}", input_example(data))

@@ -3,11 +3,10 @@
 Every library function runs on the device of the model it is given: batches are moved
 there (index gathers from wherever the data lie, e.g. a uint8 image tensor moved to the
 GPU once), and nothing is moved back to the CPU inside a loop. Mixed precision is chosen
-once, around a whole computation, with :func:`precision`; the forward passes of
-:func:`unlearn.training.train_`, :func:`unlearn.evaluation.predict` and the attacks then
-run under ``torch.autocast`` in that dtype (the loss is computed from float32 logits and
-the weights stay float32). fp32, the default, adds nothing, which keeps CPU runs
-bit-identical to runs made before devices existed.
+once, around a whole computation, with :func:`precision`; every forward pass of the
+library goes through :func:`forward`, which runs it under ``torch.autocast`` in that
+dtype and returns float32 logits (the weights stay float32). fp32, the default, adds
+nothing, which keeps CPU runs bit-identical to runs made before devices existed.
 """
 
 from __future__ import annotations
@@ -91,13 +90,15 @@ def precision(name: str) -> Iterator[None]:
         _precision.reset(token)
 
 
-def current_precision() -> str:
-    return _precision.get()
-
-
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """The autocast context of the current :func:`precision` on ``device`` (none for fp32)."""
     dtype = PRECISIONS[_precision.get()]
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)`` as float32, its forward pass in the current precision on ``x``'s device."""
+    with autocast(x.device):
+        return model(x).float()

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from unlearn.config import TrainConfig
-from unlearn.device import autocast, gather, model_device, move
+from unlearn.device import forward, gather, model_device, move
 
 if TYPE_CHECKING:
     from unlearn.checkpoint import EpochCheckpoint
@@ -188,9 +188,7 @@ def train_(
                     keep = None if no_augment is None else gather(no_augment, idx, device).view(-1, 1, 1, 1)
                     x = augmented if keep is None else torch.where(keep, x, augmented)
                 y = gather(labels, idx, device)
-                with autocast(device):
-                    logits = model(x)
-                logits = logits.float()
+                logits = forward(model, x)
                 target = y if soft_labels is None else gather(soft_labels, idx, device)
                 if sample_weights is None:
                     loss = F.cross_entropy(logits, target)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from unlearn.attacks.pgd import pgd_l2
-from unlearn.device import autocast, model_device, move, to_batch
+from unlearn.device import forward, model_device, move, to_batch
 from unlearn.training import train_mode
 
 if TYPE_CHECKING:
@@ -69,8 +69,8 @@ def adversarial_set(
 def _one_batch(model, images, labels, eps_init, steps, max_doublings):
     x_adv = images.clone()
     eps = torch.zeros(len(images), device=images.device)
-    with torch.no_grad(), train_mode(model, False), autocast(images.device):
-        correct = model(images).argmax(1) == labels
+    with torch.no_grad(), train_mode(model, False):
+        correct = forward(model, images).argmax(1) == labels
     budget = eps_init
     for _ in range(max_doublings + 1):
         idx = correct.nonzero().squeeze(1)
@@ -79,11 +79,11 @@ def _one_batch(model, images, labels, eps_init, steps, max_doublings):
         x_adv[idx] = pgd_l2(model, images[idx], labels[idx], eps=budget, steps=steps, stop_when_wrong=True,
                             start=x_adv[idx])
         eps[idx] = budget
-        with torch.no_grad(), train_mode(model, False), autocast(images.device):
-            correct[idx] = model(x_adv[idx]).argmax(1) == labels[idx]
+        with torch.no_grad(), train_mode(model, False):
+            correct[idx] = forward(model, x_adv[idx]).argmax(1) == labels[idx]
         budget *= 2
-    with torch.no_grad(), train_mode(model, False), autocast(images.device):
-        predicted = model(x_adv).argmax(1)
+    with torch.no_grad(), train_mode(model, False):
+        predicted = forward(model, x_adv).argmax(1)
     distance = (x_adv - images).flatten(1).norm(dim=1)
     return x_adv, predicted, eps, distance, predicted == labels
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from unlearn.device import autocast
+from unlearn.device import forward
 from unlearn.training import train_mode
 
 
@@ -53,7 +53,6 @@ def pgd_l2(
               else torch.as_tensor(step_size, dtype=images.dtype, device=images.device).expand(n).clone())
     if (eps_t < 0).any() or steps < 0:
         raise ValueError(f"eps and steps must be >= 0, got eps min {eps_t.min().item()}, steps={steps}")
-    device = images.device
     x_adv = (images if start is None else start).detach().clone()
     active = eps_t > 0
     shape = (-1,) + (1,) * (images.dim() - 1)
@@ -63,8 +62,7 @@ def pgd_l2(
             if len(idx) == 0:
                 break
             x = x_adv[idx].clone().requires_grad_(True)
-            with autocast(device):
-                logits = model(x).float()
+            logits = forward(model, x)
             if stop_when_wrong:
                 still = logits.argmax(1) == labels[idx]
                 active[idx[~still]] = False

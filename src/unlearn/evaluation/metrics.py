@@ -15,11 +15,11 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> t
     """Logits (N, num_classes), float32, of ``model`` in eval mode for uint8 ``images``
     (N, C, H, W), computed on the model's device (in the current precision) chunk by chunk;
     returned on the CPU, where the attacks and metrics run: one copy of N x C numbers."""
-    from unlearn.device import autocast, model_device, to_batch
+    from unlearn.device import forward, model_device, to_batch
 
     device = model_device(model)
-    with train_mode(model, False), autocast(device):
-        logits = torch.cat([model(to_float(to_batch(chunk, device))).float() for chunk in images.split(batch_size)])
+    with train_mode(model, False):
+        logits = torch.cat([forward(model, to_float(to_batch(chunk, device))) for chunk in images.split(batch_size)])
     return logits if logits.device.type == "cpu" else logits.cpu()
 
 

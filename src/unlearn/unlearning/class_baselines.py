@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from unlearn.device import autocast, gather, model_device
+from unlearn.device import forward, gather, model_device
 from unlearn.training import make_optimizer, train_, train_mode
 from unlearn.unlearning.base import register
 from unlearn.unlearning.trw import final_linear
@@ -74,21 +74,17 @@ def scrub(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     device = model_device(model)
 
     def divergence(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), autocast(device):
-            target = F.softmax(teacher(x).float() / cfg.kd_temperature, dim=1)
+        with torch.no_grad():
+            target = F.softmax(forward(teacher, x) / cfg.kd_temperature, dim=1)
         return F.kl_div(F.log_softmax(logits / cfg.kd_temperature, dim=1), target, reduction="batchmean")
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with autocast(device):
-            return model(x).float()
 
     def max_loss(idx: torch.Tensor) -> torch.Tensor:
         x = gather(xf, idx, device)
-        return -divergence(x, forward(x))
+        return -divergence(x, forward(model, x))
 
     def min_loss(idx: torch.Tensor) -> torch.Tensor:
         x = gather(xr, idx, device)
-        logits = forward(x)
+        logits = forward(model, x)
         return F.cross_entropy(logits, gather(yr, idx, device)) + cfg.alpha * divergence(x, logits)
 
     def one_pass(size: int, loss_fn) -> None:

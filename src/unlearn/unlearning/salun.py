@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from unlearn.device import autocast, model_device, move, to_batch
+from unlearn.device import forward, model_device, move, to_batch
 from unlearn.training import Callback, train_mode
 
 
@@ -33,9 +33,7 @@ def saliency_mask(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     device = model_device(model)
     with train_mode(model, False):
         for x, y in zip(images.split(batch_size), labels.split(batch_size)):
-            with autocast(device):
-                logits = model(to_batch(x, device)).float()
-            loss = F.cross_entropy(logits, move(y, device), reduction="sum")
+            loss = F.cross_entropy(forward(model, to_batch(x, device)), move(y, device), reduction="sum")
             for name, grad in zip(params, torch.autograd.grad(loss, list(params.values()))):
                 grads[name] += grad
     magnitudes = torch.cat([g.abs().flatten() for g in grads.values()])

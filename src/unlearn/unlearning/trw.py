@@ -90,14 +90,14 @@ def trw_unlearn(model: nn.Module, task, cfg, generator: torch.Generator) -> None
     remain samples towards their labels (cross-entropy), in shuffled batches with the SGD
     recipe ``cfg``. The targets come from the model as it is before fine-tuning (the
     original model), with ``cfg.beta``, ``cfg.pca_dim`` and ``cfg.temperature``."""
-    from unlearn.device import autocast, model_device, move, to_batch
+    from unlearn.device import forward, model_device, move, to_batch
     from unlearn.training import train_, train_mode
 
     forget_class = forget_class_of(task)
     xf, yf = task.split("forget")
     device = model_device(model)
-    with torch.no_grad(), train_mode(model, False), autocast(device):
-        probs = torch.cat([torch.softmax(model(to_batch(chunk, device)).float(), dim=1) for chunk in xf.split(512)])
+    with torch.no_grad(), train_mode(model, False):
+        probs = torch.cat([torch.softmax(forward(model, to_batch(chunk, device)), dim=1) for chunk in xf.split(512)])
     similarity = class_similarity(final_linear(model).weight, forget_class, pca_dim=cfg.pca_dim,
                                   temperature=cfg.temperature)
     x, y, soft = xf, yf, trw_targets(probs, forget_class, similarity, cfg.beta)
