@@ -2,7 +2,7 @@
 
 For every seed: a seeded split (10 % of train forgotten at random), an original model
 trained on train and a retrained model on remain with the same recipe, AMUN's
-adversarial set D_A (eps_init calibrated as the pipeline does), then every method of
+adversarial set D_A (eps_init as the pipeline chooses it), then every method of
 ``unlearn.unlearning.METHODS`` from a copy of the original, with the settings of the
 project's ``params.yaml`` (``unlearn.<method>`` and ``adversarial``; ``--set method.key=value``
 overrides a method's setting).
@@ -18,8 +18,16 @@ Data: ``digits`` (embedded) or ``cifar10`` from ``--cifar`` (default
 (a fixed random subset). ``--lipschitz T`` trains original and retrain with FastClip
 at target T (the smooth-model table); unlearning itself is not clipped.
 
+``--eps-table`` instead compares D_A's starting budget on the pipeline's original model
+(``data/models/original.pt`` and the forget split of ``data/prepared``, read only): the
+fixed ``eps_init`` of AMUN's code (0.04, L2 in [0, 1] pixels), the calibrated one
+(``eps_init: null``) and a plain re-implementation of the loop of AMUN's attack
+(``pgdl2_modified.PGDL2``: no cap, a sample already misclassified is reported at
+eps_init); per row the samples per budget, the median distance and the seconds.
+
     python benchmarks/amun.py --dataset digits --epochs 40 --seeds 0,1,2
     python benchmarks/amun.py --dataset cifar10 --train 2000 --test 1000 --epochs 60 --batch-size 32 --seeds 0,1,2
+    python benchmarks/amun.py --eps-table
 """
 
 from __future__ import annotations
@@ -33,9 +41,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from unlearn.attacks import adversarial_set, choose_eps_init
-from unlearn.config import ForgetConfig, TrainConfig, load_params
+from unlearn.config import AdversarialConfig, ForgetConfig, TrainConfig, load_params
 from unlearn.data import load_dataset, make_splits
 from unlearn.evaluation import accuracy, avg_gap, predict, split_metrics
 from unlearn.evaluation.gap import SVC_KEYS
@@ -111,6 +120,88 @@ def one_seed(images, labels, test_start, seed, args, settings, attack) -> tuple[
     return results, regime
 
 
+AMUN_EPS_INIT = 0.04  # pgdl2_modified.PGDL2's default in AMUN's code (images in [0, 1], no normalisation)
+
+
+def amun_code_attack(model, images, labels, eps_init: float = AMUN_EPS_INIT, steps: int = 50,
+                     max_rounds: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loop of AMUN's attack, written plainly: every step first drops the samples the model
+    already misclassifies (keeping their budget), then moves the rest by eps / 10 along their
+    unit-L2 gradient, projects onto the eps-ball and clamps to [0, 1]; after ``steps`` steps the
+    budget of the samples still correct doubles and they continue from where they are. Unlike
+    :func:`unlearn.attacks.adversarial_set`, a sample misclassified from the start reports
+    ``eps_init`` (not 0); ``max_rounds`` only guards against an endless loop. ``model`` in
+    eval mode, on the CPU. Returns the budget (N,) and the L2 distance (N,) of each sample."""
+    x_adv, eps = images.clone(), torch.full((len(images),), eps_init)
+    active = torch.arange(len(images))
+    for _ in range(max_rounds):
+        for _ in range(steps):
+            if len(active) == 0:
+                break
+            x = x_adv[active].clone().requires_grad_(True)
+            logits = model(x)
+            keep = logits.argmax(1) == labels[active]
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels[active]), x)
+            active, x, grad = active[keep], x[keep].detach(), grad[keep]
+            budget = eps[active].view(-1, 1, 1, 1)
+            step = grad / (grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-10)
+            delta = x + budget / 10 * step - images[active]
+            scale = (budget.flatten() / delta.flatten(1).norm(dim=1)).clamp(max=1.0).view(-1, 1, 1, 1)
+            x_adv[active] = (images[active] + delta * scale).clamp(0, 1)
+        if len(active) == 0:
+            break
+        with torch.no_grad():
+            active = active[model(x_adv[active]).argmax(1) == labels[active]]
+        eps[active] *= 2
+    return eps, (x_adv - images).flatten(1).norm(dim=1)
+
+
+def eps_init_rows(model, images, labels, attack: AdversarialConfig, seed: int) -> list[dict]:
+    """D_A from AMUN's fixed eps_init, from the calibrated one, and AMUN's loop itself."""
+    rows = []
+    for name, eps_init in (("eps_init 0.04 (AMUN's code)", AMUN_EPS_INIT), ("eps_init null (calibrated)", None)):
+        cfg = attack.model_copy(update={"eps_init": eps_init})
+        start = time.perf_counter()
+        chosen = choose_eps_init(model, images, labels, cfg, seed)
+        calibration_s = time.perf_counter() - start
+        found = adversarial_set(model, images, labels, eps_init=chosen, steps=cfg.steps,
+                                max_doublings=cfg.max_doublings, batch_size=cfg.batch_size)
+        rows.append({"row": name, "eps_init": chosen, "eps": found.eps.cpu(), "distance": found.distance.cpu(),
+                     "capped": int(found.capped.sum()), "seconds": time.perf_counter() - start,
+                     "calibration_s": calibration_s})
+    start = time.perf_counter()
+    eps, distance = amun_code_attack(model, images, labels, steps=attack.steps)
+    rows.append({"row": "AMUN's attack loop, 0.04", "eps_init": AMUN_EPS_INIT, "eps": eps, "distance": distance,
+                 "capped": 0, "seconds": time.perf_counter() - start, "calibration_s": 0.0})
+    return rows
+
+
+def print_eps_table(rows: list[dict]) -> None:
+    print("| D_A | eps_init | samples per budget | median distance | capped | seconds (calibration) |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        budgets, counts = torch.unique(r["eps"], return_counts=True)
+        histogram = ", ".join(f"{b:.3g}: {c}" for b, c in zip(budgets.tolist(), counts.tolist()))
+        print(f"| {r['row']} | {r['eps_init']:.4g} | {histogram} | {r['distance'].median().item():.4f} | "
+              f"{r['capped']} | {r['seconds']:.2f} ({r['calibration_s']:.2f}) |")
+
+
+def eps_table_on_pipeline_model(params_file: str) -> None:
+    """:func:`eps_init_rows` on the pipeline's original model and forget set (files read only)."""
+    from unlearn_pipeline.common import load_prepared
+    from unlearn_pipeline.model_store import load_model
+
+    params = load_params(params_file)
+    data = load_prepared()
+    model = load_model("original", params, data.meta).eval()
+    forget = torch.as_tensor(data.splits["forget"])
+    x, y = to_float(data.images[forget]), data.labels[forget]
+    print(f"{data.meta['dataset']}: {len(forget)} forget samples of shape {tuple(x.shape[1:])}, {params.model.name}; "
+          f"steps {params.adversarial.steps}, max_doublings {params.adversarial.max_doublings}, "
+          f"{torch.get_num_threads()} threads\n")
+    print_eps_table(eps_init_rows(model, x, y, params.adversarial, params.seed))
+
+
 def settings_from(args, section: str = "unlearn", names=RANDOM_TRACK) -> dict:
     """Each method's settings from ``params.yaml``'s ``section``, with ``--set`` overrides."""
     params = getattr(load_params(args.params), section)
@@ -155,9 +246,14 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write every seed's results here")
+    parser.add_argument("--eps-table", action="store_true",
+                        help="only compare D_A's eps_init on the pipeline's original model (see above)")
     args = parser.parse_args()
     args.methods = args.methods.split(",")
     torch.set_num_threads(args.threads)
+    if args.eps_table:
+        eps_table_on_pipeline_model(args.params)
+        return
     settings = settings_from(args)
     attack = load_params(args.params).adversarial
     images, labels, test_start = load(args)

@@ -63,10 +63,11 @@ def _set_references(k: int, epochs: int) -> None:
 def _train_references(k: int, workers: int) -> float:
     import numpy as np
 
-    from unlearn_pipeline.common import KEEP, load_prepared
-    from unlearn_pipeline.stages.references import keep_matrix, train_reference
+    from unlearn.evaluation.suite import keep_matrix
     from unlearn.execution import Job, run_jobs
     from unlearn.io import atomic_path
+    from unlearn_pipeline.common import KEEP, load_prepared
+    from unlearn_pipeline.stages.references import train_reference
 
     data = load_prepared()
     KEEP.parent.mkdir(parents=True, exist_ok=True)

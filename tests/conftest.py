@@ -20,22 +20,24 @@ _PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 METHODS = tuple(_PARAMS["unlearn"])  # the method lists are params.yaml's sections, as in dvc.yaml
 MODELS = ("original", "retrain", *METHODS)
 CLASS_METHODS = tuple(_PARAMS["unlearn_class"])
-ALL_STAGES = {"prepare", "train", "retrain", "transfer", "adversarial", "references",
+ALL_STAGES = {"prepare", "train", "retrain", "adversarial", "references",
               *(f"unlearn@{m}" for m in METHODS), "evaluate", "retrain_class", *(f"unlearn_class@{m}" for m in CLASS_METHODS), "evaluate_class"}
 STUDY_STAGES = {"sweep_cell@0-0", "sweep_cell@1-0", "tuning_cell", "sweep_method@amun", "sweep_method@ft",
-                "sweep_report"}
+                "sweep_report", "smoothness@0", "transfer@0", "findings"}
 
 TINY_PARAMS = {
     "train": {"epochs": 2, "batch_size": 128, "lr": 0.05},
     "model": {"name": "small_cnn", "width": 8},
     "lipschitz": {"method": "fastclip", "target": 2.0, "clip_every": 5},
-    "transfer": {"targets": [None, 1.0], "epochs": 1, "samples": 50, "steps": 5},
+    "transfer": {"targets": [None, 1.0], "seeds": [0], "epochs": 1, "samples": 50, "steps": 5, "steps_linf": 5},
+    "smoothness": {"targets": [None, 1.0], "seeds": [0], "methods": ["amun_no_remain"]},
     "adversarial": {"steps": 10},
     "references": {"K": 4, "epochs": 1},
     "unlearn": {method: {"epochs": 2} for method in METHODS},
     "class_track": {"retrain_seeds": 2},
     "unlearn_class": {method: {"epochs": 1} for method in CLASS_METHODS},
-    "sweep": {"seeds": [0, 1], "forget_seeds": [0], "methods": ["amun", "ft"], "lr_grid": {"ft": [0.01, 0.05]}},
+    "sweep": {"seeds": [0, 1], "forget_seeds": [0], "methods": ["amun", "ft"], "lr_grid": {"ft": [0.01, 0.05]},
+              "references": 4},
     "flow": {"concurrency": 2, "retries": 0},
 }
 

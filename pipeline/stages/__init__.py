@@ -22,6 +22,7 @@ MODULES = {
     "unlearn": "unlearn", "evaluate": "evaluate",
     "retrain_class": "retrain_class", "unlearn_class": "unlearn_class", "evaluate_class": "evaluate_class",
     "sweep_cell": "sweep", "sweep_method": "sweep", "sweep_report": "sweep",
+    "smoothness": "smoothness", "findings": "findings",
 }
 
 

@@ -21,23 +21,15 @@ from unlearn_pipeline.fitting import train_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
-_KEEP_STREAM = 4
-
-
 def reference_seed(seed: int, k: int) -> int:
     """Weight-init and batch-order seed of reference model k (distinct from the target's)."""
     return 10_000 + 100 * seed + k
 
 
-def keep_matrix(models: int, samples: int, seed: int) -> np.ndarray:
-    """(models, samples) bool: for each sample, a seeded random floor(models / 2) of the models train on it."""
-    order = np.random.default_rng([seed, _KEEP_STREAM]).random((models, samples)).argsort(axis=0)
-    return order < models // 2
-
-
 @stage("references", ("seed", "model", "train", "lipschitz", "references", "execution.precision"),
        untracked=("execution",))
 def references(params: Params, run: TrackedRun) -> None:
+    from unlearn.evaluation.suite import keep_matrix
     from unlearn.execution import Job, run_jobs
 
     cfg = params.references

@@ -2,13 +2,14 @@
 learning-rate selection.
 
 ``sweep_cell@<seed>-<forget seed>`` (a DVC ``matrix`` over ``sweep.seeds`` x
-``sweep.forget_seeds``, plus the tuning cell) trains a cell's original and retrained
-models and builds its D_A (:func:`unlearn.protocol.prepare_cell`), and stores them;
-``sweep_method@<method>`` (one stage per method of ``sweep.methods``, so that editing
-``unlearn.amun`` re-runs AMUN alone) chooses the method's learning rate from
-``sweep.lr_grid`` by the smallest Avg Gap (SVC) on the tuning cell, whose forget set is
-not one of the evaluation forget sets, then runs the method on every cell;
-``sweep_report`` aggregates: mean, standard deviation and 95% interval.
+``sweep.forget_seeds``, plus the tuning cell) trains a cell's reference models, original
+and retrained models and builds its D_A (:func:`unlearn_pipeline.cells.build_cell`), and
+stores them; ``sweep_method@<method>`` (one stage per method of ``sweep.methods``, so
+that editing ``unlearn.amun`` re-runs AMUN alone) chooses the method's learning rate
+from ``sweep.lr_grid`` by the smallest ``sweep.select_by`` on the tuning cell, whose
+forget set is not one of the evaluation forget sets, then runs the method on every cell;
+``sweep_report`` aggregates: mean, standard deviation and 95% interval, and each
+method's paired difference from AMUN.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from pathlib import Path
 from unlearn.config import Params
 from unlearn.errors import ConfigError, DataError
 from unlearn.io import load_tensors, read_json, save_tensors, write_json, write_text
-from unlearn_pipeline.common import (REPORTS_DIR, checkpoint_path, load_prepared, markdown_table, remove_checkpoints,
-                                     stage_device)
-from unlearn_pipeline.fitting import training_fingerprint
+from unlearn_pipeline.cells import DEFAULT_REGIME, build_cell, cell_keep
+from unlearn_pipeline.common import REPORTS_DIR, load_prepared, markdown_table, stage_device
 from unlearn_pipeline.model_store import build_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
 SWEEP = Path("data/sweep")
-REPORT_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_svc", "mia_loss_auc", "avg_gap_svc", "runtime_vs_retrain")
-CELL_SECTIONS = ("model", "train", "lipschitz", "data", "adversarial", "execution.precision")
+REPORT_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_rmia_auc", "avg_gap", "mia_svc", "avg_gap_svc",
+               "mia_loss_auc", "runtime_vs_retrain")
+GAP_KEYS = ("avg_gap", "avg_gap_svc")
+CELL_SECTIONS = ("model", "train", "lipschitz", "data", "adversarial", "references.epochs", "sweep.references", "mia",
+                 "execution.precision")
 
 
 def cell_dir(seed: int, forget_seed: int) -> Path:
@@ -38,44 +41,28 @@ def method_path(method: str) -> Path:
     return SWEEP / "methods" / f"{method}.json"
 
 
-def _cell_model(seed: int, forget_seed: int, name: str) -> str:
-    return f"sweep seed{seed}-forget{forget_seed} {name}"
-
-
 def _seeds(stage_name: str, seed: str, forget_seed: str) -> tuple[int, int]:
     if not (seed.isdigit() and forget_seed.isdigit()):
         raise ConfigError(f"{stage_name}: takes <seed> <forget_seed> as integers >= 0; got {seed!r} {forget_seed!r}")
     return int(seed), int(forget_seed)
 
 
-@stage("sweep_cell", CELL_SECTIONS)
+@stage("sweep_cell", CELL_SECTIONS, untracked=("execution",))
 def sweep_cell(params: Params, run: TrackedRun, seed: str, forget_seed: str) -> None:
-    """One cell's starting point: its split, original and retrained models, D_A and their
-    metrics, in ``data/sweep/cells/seed<seed>-forget<forget_seed>/``. The trainings are
-    checkpointed per epoch."""
+    """One cell's starting point: its split, original and retrained models, its reference
+    models' logits, D_A and their metrics, in ``data/sweep/cells/seed<seed>-forget<forget_seed>/``.
+    The trainings are checkpointed per epoch."""
     import torch
 
-    from unlearn.checkpoint import EpochCheckpoint
-    from unlearn.protocol import prepare_cell
-
     seed_value, forget_value = _seeds("sweep_cell", seed, forget_seed)
-    device = stage_device(params)
-    data = load_prepared(device)
-
-    def checkpoint(name: str, indices) -> EpochCheckpoint:
-        name = _cell_model(seed_value, forget_value, name)
-        return EpochCheckpoint(checkpoint_path(name), training_fingerprint(name, params, data, indices, seed_value))
-
-    cell = prepare_cell(data.images, data.labels, data.meta.get("test_start"), params, seed_value, forget_value,
-                        checkpoint, device)
     folder = cell_dir(seed_value, forget_value)
+    cell = build_cell(params, run, seed_value, forget_value, folder)
     save_tensors(folder / "cell.pt", {
         "original": cell.original.state_dict(), "adversarial": vars(cell.task.adversarial),
         **{f"split.{name}": torch.as_tensor(idx) for name, idx in cell.splits.items()}})
     write_json(folder / "cell.json", {"seed": seed_value, "forget_seed": forget_value, "metrics": cell.metrics,
                                       "retrain_s": cell.retrain_s, "adversarial_s": cell.adversarial_s,
                                       "stats": cell.stats})
-    remove_checkpoints(*(_cell_model(seed_value, forget_value, name) for name in ("original", "retrain")))
     run.log_metrics({f"{key}.{name}": float(value) for name, m in cell.metrics.items() for key, value in m.items()})
 
 
@@ -84,7 +71,7 @@ def _load_cell(params: Params, data, seed: int, forget_seed: int):
     import torch
 
     from unlearn.attacks import AdversarialSet
-    from unlearn.protocol import CellModels
+    from unlearn.protocol import CellModels, References
     from unlearn.unlearning import ForgetTask
 
     folder = cell_dir(seed, forget_seed)
@@ -96,16 +83,21 @@ def _load_cell(params: Params, data, seed: int, forget_seed: int):
     model.load_state_dict(blob["original"])
     task = ForgetTask(data.images, data.labels, torch.as_tensor(splits["forget"]), torch.as_tensor(splits["remain"]),
                       len(data.meta["classes"]), AdversarialSet(**blob["adversarial"]))
+    count = params.sweep.references
+    logits = torch.stack([load_tensors(folder / "references" / f"logits_{k}.pt")["logits"] for k in range(count)])
+    references = References(cell_keep(count, len(data.labels), seed, forget_seed, DEFAULT_REGIME), logits)
     return CellModels(task, splits, model.eval(), info["retrain_s"], info["adversarial_s"], info["metrics"],
-                      info["stats"])
+                      info["stats"], references, params.mia, seed)
 
 
 @stage("sweep_method", ("unlearn.${item}", "sweep.lr_grid", "sweep.seeds", "sweep.forget_seeds",
-                        "sweep.tuning_seed", "sweep.tuning_forget_seed", "execution.precision"))
+                        "sweep.tuning_seed", "sweep.tuning_forget_seed", "sweep.select_by", "sweep.references", "mia",
+                        "execution.precision"))
 def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
-    """One method of the study: its learning rate, the grid point with the smallest Avg Gap
-    (SVC) on the tuning cell (a method without a grid keeps the rate of its ``unlearn``
-    section), then its metrics on every cell at that rate, in ``data/sweep/methods/<method>.json``."""
+    """One method of the study: its learning rate, the grid point with the smallest
+    ``sweep.select_by`` on the tuning cell (a method without a grid keeps the rate of its
+    ``unlearn`` section), then its metrics on every cell at that rate, in
+    ``data/sweep/methods/<method>.json``."""
     from unlearn.protocol import run_method
 
     sweep = params.sweep
@@ -122,29 +114,33 @@ def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
                         parent=run.run_id) as point:
             metrics = run_method(tuning, method, cfg.model_copy(update={"lr": lr}), sweep.tuning_seed)
             point.log_metrics({k: float(v) for k, v in metrics.items()})
-        gaps[lr] = metrics["avg_gap_svc"]
+        gaps[lr] = metrics[sweep.select_by]
     best = min(grid, key=gaps.get)
-    run.log_metrics({"best_lr": best, "best_avg_gap_svc": gaps[best]})
+    run.log_metrics({"best_lr": best, f"best_{sweep.select_by}": gaps[best]})
     chosen = cfg.model_copy(update={"lr": best})
     cells = {}
     for seed in sweep.seeds:
         for forget_seed in sweep.forget_seeds:
             cell = _load_cell(params, data, seed, forget_seed)
             cells[cell_dir(seed, forget_seed).name] = run_method(cell, method, chosen, seed)
-    write_json(method_path(method), {"lr": best, "avg_gap_svc_by_lr": {f"{lr:g}": round(gap, 4)
-                                                                       for lr, gap in gaps.items()},
+    write_json(method_path(method), {"lr": best, "select_by": sweep.select_by,
+                                     "tuning_gap_by_lr": {f"{lr:g}": round(gap, 4) for lr, gap in gaps.items()},
                                      "cells": cells})
-    run.log_metrics({f"avg_gap_svc.{name}": float(m["avg_gap_svc"]) for name, m in cells.items()})
+    run.log_metrics({f"{key}.{name}": float(m[key]) for name, m in cells.items() for key in ("avg_gap", "avg_gap_svc")})
+
+
+def amun_of(remain_access: bool) -> str:
+    """The AMUN a method is compared with: AMUN with remain access, or without it."""
+    return "amun" if remain_access else "amun_no_remain"
 
 
 @stage("sweep_report", ("sweep.seeds", "sweep.forget_seeds", "sweep.methods", "sweep.tuning_seed",
-                        "sweep.tuning_forget_seed"))
+                        "sweep.tuning_forget_seed", "sweep.select_by"))
 def sweep_report(params: Params, run: TrackedRun) -> None:
-    """Mean, std and 95% interval over the cells of every model's metrics:
-    ``metrics/sweep.json`` and ``reports/sweep.md``."""
-    from unlearn.evaluation import avg_gap
-    from unlearn.evaluation.gap import SVC_KEYS
-    from unlearn.protocol import aggregate
+    """Mean, std and 95% interval over the cells of every model's metrics, and of each
+    method's paired difference from the AMUN of its access group (per cell, the method's
+    Avg Gap minus AMUN's): ``metrics/sweep.json`` and ``reports/sweep.md``."""
+    from unlearn.protocol import aggregate, gaps
 
     sweep = params.sweep
     names = [cell_dir(s, f).name for s in sweep.seeds for f in sweep.forget_seeds]
@@ -154,24 +150,54 @@ def sweep_report(params: Params, run: TrackedRun) -> None:
         raise DataError(f"{missing[0]}: file not found; run `dvc repro studies/dvc.yaml`")
     bases = {name: read_json(SWEEP / "cells" / name / "cell.json")["metrics"] for name in names}
     methods = {m: read_json(method_path(m)) for m in sweep.methods}
-    per_model = {"retrain": [{**bases[n]["retrain"], "avg_gap_svc": 0.0, "runtime_vs_retrain": 1.0} for n in names],
-                 "original": [{**bases[n]["original"], "avg_gap_svc": avg_gap(bases[n]["original"],
-                                                                               bases[n]["retrain"], SVC_KEYS)}
+    per_model = {"retrain": [{**bases[n]["retrain"], "avg_gap": 0.0, "avg_gap_svc": 0.0, "runtime_vs_retrain": 1.0}
+                             for n in names],
+                 "original": [{**bases[n]["original"], **gaps(bases[n]["original"], bases[n]["retrain"])}
                               for n in names],
                  **{m: [result["cells"][n] for n in names] for m, result in methods.items()}}
-    summary = {name: {key: {k: round(v, 4) for k, v in aggregate([c[key] for c in cells]).items()}
-                      for key in REPORT_KEYS if key in cells[0]} for name, cells in per_model.items()}
-    write_json(Path("metrics/sweep.json"), {"cells": len(names), "models": summary,
+    summary = {name: {key: _rounded(aggregate([c[key] for c in cells])) for key in REPORT_KEYS if key in cells[0]}
+               for name, cells in per_model.items()}
+    differences = {}
+    for name, cells in per_model.items():
+        if name in ("retrain", "amun", "amun_no_remain") or name not in methods:
+            continue
+        reference = amun_of(cells[0]["remain_access"])
+        if reference in per_model:
+            differences[name] = {"from": reference, **{
+                key: _rounded(aggregate([c[key] - r[key] for c, r in zip(cells, per_model[reference])]))
+                for key in GAP_KEYS}}
+    access = {name: cells[0].get("remain_access", True) for name, cells in per_model.items()}
+    write_json(Path("metrics/sweep.json"), {"cells": len(names), "models": summary, "differences": differences,
+                                            "remain_access": access, "select_by": sweep.select_by,
                                             "lr": {m: result["lr"] for m, result in methods.items()}})
+    write_text(REPORTS_DIR / "sweep.md", _sweep_markdown(params, names, summary, differences, methods))
+    run.log_metrics({f"{key}.{name}": summary[name][key]["mean"] for name in per_model for key in GAP_KEYS})
+    run.log_artifact(REPORTS_DIR / "sweep.md", "report")
+
+
+def _rounded(summary: dict) -> dict:
+    return {k: round(v, 4) for k, v in summary.items()}
+
+
+def _sweep_markdown(params: Params, names: list[str], summary: dict, differences: dict, methods: dict) -> str:
+    sweep = params.sweep
+
+    def cell(stats: dict | None) -> str:
+        return "-" if stats is None else f"{stats['mean']:.2f} ± {stats['ci95']:.2f}"
+
     header = ["model", "lr", *REPORT_KEYS]
     rows = [[name, f"{methods[name]['lr']:g}" if name in methods else "-",
-             *(f"{summary[name][k]['mean']:.2f} ± {summary[name][k]['ci95']:.2f}" if k in summary[name] else "-"
-               for k in REPORT_KEYS)] for name in per_model]
+             *(cell(summary[name].get(k)) for k in REPORT_KEYS)] for name in summary]
+    diff_rows = [[name, d["from"], *(cell(d[k]) for k in GAP_KEYS)] for name, d in differences.items()]
     note = (f"Mean ± half-width of the 95% Student-t interval over {len(names)} cells (model seeds {sweep.seeds} x "
-            f"forget-set seeds {sweep.forget_seeds}); each cell has its own split, original and retrained model. "
-            f"Accuracies, MIA-efficacy (SVC) and loss-attack AUC in percent; Avg Gap (SVC) to the cell's retrained "
-            f"model over forget / retain / test accuracy and MIA-efficacy. lr: the rate chosen on the tuning cell "
-            f"(seed {sweep.tuning_seed}, forget-set seed {sweep.tuning_forget_seed}).")
-    write_text(REPORTS_DIR / "sweep.md", f"# Sweep over seeds\n\n{note}\n\n{markdown_table(header, rows)}\n")
-    run.log_metrics({f"avg_gap_svc.{name}": summary[name]["avg_gap_svc"]["mean"] for name in per_model})
-    run.log_artifact(REPORTS_DIR / "sweep.md", "report")
+            f"forget-set seeds {sweep.forget_seeds}); each cell has its own split, original, retrained model and "
+            f"{sweep.references} reference models. Accuracies, RMIA AUC (forget vs test), MIA-efficacy (SVC) and "
+            f"loss-attack AUC in percent. Avg Gap: to the cell's retrained model over forget / retain / test "
+            f"accuracy and RMIA AUC (the thesis's); Avg Gap (SVC): with MIA-efficacy instead. lr: the rate with the "
+            f"smallest {sweep.select_by} on the tuning cell (seed {sweep.tuning_seed}, forget-set seed "
+            f"{sweep.tuning_forget_seed}).")
+    diff_note = ("Each method's Avg Gap minus that of the AMUN of its access group (`amun` with remain access, "
+                 "`amun_no_remain` without), per cell, then mean ± 95% interval over cells: an interval above 0 "
+                 "means AMUN's gap is smaller.")
+    return (f"# Sweep over seeds\n\n{note}\n\n{markdown_table(header, rows)}\n\n## Difference from AMUN\n\n"
+            f"{diff_note}\n\n{markdown_table(['model', 'AMUN', *GAP_KEYS], diff_rows)}\n")

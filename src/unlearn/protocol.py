@@ -4,10 +4,11 @@ A cell is (model seed, forget-set seed): the splits come from the forget-set see
 original and retrained models (the ``train`` recipe; FastClip when ``lipschitz`` asks
 for it) and every method's randomness from the model seed. The cell builds AMUN's D_A
 from the original model (calibrated as the ``adversarial`` stage does), runs each
-method from a copy of the original and measures
-every model without reference models: accuracies, SalUn's MIA-efficacy, the loss attack
-and the Avg Gap to the cell's retrained model over accuracies and MIA-efficacy (the
-RMIA variant would need K reference models per cell).
+method from a copy of the original and measures every
+model: accuracies, SalUn's MIA-efficacy and the loss attack, and, when the cell has its
+own K reference models (:class:`References`), RMIA and LiRA; then the Avg Gap to the
+cell's retrained model, the thesis's (``avg_gap``: accuracies and RMIA AUC) and SalUn's
+(``avg_gap_svc``: accuracies and MIA-efficacy).
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ import numpy as np
 import torch
 
 from unlearn.checkpoint import EpochCheckpoint
-from unlearn.config import Params
+from unlearn.config import MiaConfig, Params
+
+
+@dataclass
+class References:
+    """A cell's reference models for RMIA and LiRA: their logits on every sample of the
+    dataset (K, N, C) and which samples each trained on (``keep``, K x N bool)."""
+
+    keep: np.ndarray
+    logits: torch.Tensor
 
 
 @dataclass
@@ -35,25 +45,30 @@ class CellModels:
     adversarial_s: float
     metrics: dict[str, dict]  # original and retrain, measured
     stats: dict[str, list[float]]  # the normalisation (mean, std) the cell's models were built with
+    references: References | None = None
+    mia: MiaConfig | None = None  # the attacks' settings (with ``references``)
+    seed: int = 0  # RMIA's population draw and the AUC subsamples
 
 
 def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | None, params: Params, seed: int,
                  forget_seed: int, checkpoint: Callable[[str, np.ndarray], EpochCheckpoint] | None = None,
-                 device: torch.device = torch.device("cpu")) -> CellModels:
+                 device: torch.device = torch.device("cpu"), references: References | None = None) -> CellModels:
     """Splits, original and retrained models (on ``device``), D_A and their metrics for one cell.
 
     With ``checkpoint``, ``checkpoint(name, train_indices)`` gives the per-epoch checkpoint
-    of the ``original`` and the ``retrain`` training (see :func:`unlearn.training.train_`)."""
+    of the ``original`` and the ``retrain`` training (see :func:`unlearn.training.train_`).
+    With ``references`` (trained on random halves of all of ``images``, so independent of
+    the split), every model of the cell also faces RMIA and LiRA (``params.mia``)."""
     from unlearn.attacks import adversarial_set, choose_eps_init
     from unlearn.data import make_splits
-    from unlearn.evaluation import predict, split_metrics
+    from unlearn.evaluation import predict
+    from unlearn.lipschitz import lipschitz_bound
     from unlearn.training import to_float
     from unlearn.unlearning import ForgetTask
 
     split = make_splits(labels.numpy(), seed=forget_seed, forget=params.data.forget, test_start=test_start,
                         test_fraction=params.data.test_fraction)
-    pixels = to_float(images[torch.as_tensor(split.train)])
-    stats = {"mean": pixels.mean(dim=(0, 2, 3)).tolist(), "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
+    stats = normalisation(images, split.train)
     num_classes = int(labels.max()) + 1
 
     def fit(name: str, indices: np.ndarray):
@@ -63,8 +78,10 @@ def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | N
     original, _ = fit("original", split.train)
     retrained, retrain_s = fit("retrain", split.remain)
     splits = split.as_dict()
-    metrics = {name: split_metrics(predict(model, images), labels, splits)
-               for name, model in (("original", original), ("retrain", retrained))}
+    cell = CellModels(None, splits, original, retrain_s, 0.0, {}, stats, references, params.mia, seed)
+    cell.metrics = {name: {**measure(predict(model, images), labels, cell),
+                           "lipschitz_bound": lipschitz_bound(model, tuple(images.shape[1:]))[0]}
+                    for name, model in (("original", original), ("retrain", retrained))}
     cfg = params.adversarial
     forget = torch.as_tensor(split.forget)
     x, y = to_float(images[forget]), labels[forget]
@@ -72,9 +89,43 @@ def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | N
     eps_init = choose_eps_init(original, x, y, cfg, seed)
     found = adversarial_set(original, x, y, eps_init=eps_init, steps=cfg.steps, max_doublings=cfg.max_doublings,
                             batch_size=cfg.batch_size)
-    adversarial_s = time.perf_counter() - start
-    task = ForgetTask(images, labels, forget, torch.as_tensor(split.remain), num_classes, found)
-    return CellModels(task, splits, original, retrain_s, adversarial_s, metrics, stats)
+    cell.adversarial_s = time.perf_counter() - start
+    cell.task = ForgetTask(images, labels, forget, torch.as_tensor(split.remain), num_classes, found)
+    return cell
+
+
+def normalisation(images: torch.Tensor, train: np.ndarray) -> dict[str, list[float]]:
+    """Per-channel ``mean`` and ``std`` of the training images in [0, 1] (a cell's models normalise with it)."""
+    from unlearn.training import to_float
+
+    pixels = to_float(images[torch.as_tensor(train)])
+    return {"mean": pixels.mean(dim=(0, 2, 3)).tolist(), "std": pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
+
+
+def measure(logits: torch.Tensor, labels: torch.Tensor, cell: CellModels) -> dict[str, float]:
+    """A model's metrics in a cell from its logits on every sample: accuracies, losses,
+    MIA-efficacy and the loss attack, plus RMIA and LiRA when the cell has references."""
+    from unlearn.evaluation import split_metrics
+
+    metrics = split_metrics(logits, labels, cell.splits)
+    if cell.references is not None:
+        from unlearn.evaluation.suite import attack_metrics, attack_scores
+
+        refs = cell.references
+        scores = attack_scores(logits, refs.logits, refs.keep, labels, cell.splits["test"], cell.mia, cell.seed)
+        metrics.update(attack_metrics(scores, cell.splits, cell.mia, cell.seed))
+    return metrics
+
+
+def gaps(metrics: dict, retrain: dict) -> dict[str, float]:
+    """``avg_gap_svc`` and, when RMIA was measured, the thesis's ``avg_gap`` to the cell's retrained model."""
+    from unlearn.evaluation import avg_gap
+    from unlearn.evaluation.gap import SVC_KEYS
+
+    out = {"avg_gap_svc": avg_gap(metrics, retrain, SVC_KEYS)}
+    if "mia_rmia_auc" in metrics:
+        out["avg_gap"] = avg_gap(metrics, retrain)
+    return out
 
 
 def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_classes: int,
@@ -102,9 +153,9 @@ def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_cl
 
 def run_method(cell: CellModels, name: str, cfg, seed: int) -> dict:
     """Method ``name`` with settings ``cfg`` from a copy of the cell's original model: its
-    metrics, ``runtime_s`` (D_A's time included for AMUN) and ``avg_gap_svc`` to retrain."""
-    from unlearn.evaluation import avg_gap, predict, split_metrics
-    from unlearn.evaluation.gap import SVC_KEYS
+    metrics (:func:`measure`), ``runtime_s`` (D_A's time included for AMUN) and the gaps
+    to retrain (:func:`gaps`)."""
+    from unlearn.evaluation import predict
     from unlearn.unlearning import METHODS
 
     method = METHODS.get(name)
@@ -112,10 +163,9 @@ def run_method(cell: CellModels, name: str, cfg, seed: int) -> dict:
     start = time.perf_counter()
     method.run(model, cell.task, cfg, torch.Generator().manual_seed(seed))
     seconds = time.perf_counter() - start + (cell.adversarial_s if method.needs_adversarial else 0.0)
-    metrics = split_metrics(predict(model, cell.task.images), cell.task.labels, cell.splits)
+    metrics = measure(predict(model, cell.task.images), cell.task.labels, cell)
     return {**metrics, "runtime_s": seconds, "runtime_vs_retrain": seconds / cell.retrain_s,
-            "avg_gap_svc": avg_gap(metrics, cell.metrics["retrain"], SVC_KEYS),
-            "remain_access": method.remain_access(cfg)}
+            **gaps(metrics, cell.metrics["retrain"]), "remain_access": method.remain_access(cfg)}
 
 
 def aggregate(values: list[float]) -> dict[str, float]:

@@ -123,13 +123,27 @@ def test_the_seed_study_runs_per_method_and_reruns_only_what_changed(project):
     assert repro(project, "studies/dvc.yaml") == {"prepare", *STUDY_STAGES}
     sweep = json.loads((project / "metrics" / "sweep.json").read_text())
     assert sweep["cells"] == 2 and set(sweep["models"]) == {"retrain", "original", "amun", "ft"}
-    assert sweep["lr"]["ft"] in (0.01, 0.05) and sweep["models"]["retrain"]["avg_gap_svc"]["mean"] == 0
-    assert {"mean", "std", "ci95"} == set(sweep["models"]["amun"]["test_acc"])
+    assert sweep["lr"]["ft"] in (0.01, 0.05) and sweep["models"]["retrain"]["avg_gap"]["mean"] == 0
+    assert {"mean", "std", "ci95"} == set(sweep["models"]["amun"]["mia_rmia_auc"])
+    assert sweep["differences"]["ft"]["from"] == "amun" and set(sweep["differences"]["ft"]) == {
+        "from", "avg_gap", "avg_gap_svc"}
+    assert len(list((project / "data/sweep/cells/seed0-forget0/references").glob("logits_*.pt"))) == 4
+    findings = json.loads((project / "metrics" / "findings.json").read_text())
+    assert set(findings) == {"F1", "F2", "F3", "F4"}
+    for finding in findings.values():
+        assert finding["holds"] in ("yes", "no", "inconclusive") and finding["rule"] and finding["evidence"]
+        assert (finding["why"] == "") == (finding["holds"] == "yes")
+    assert findings["F1"]["cells"] == 2 and "ft - amun" in findings["F1"]["evidence"]["differences"]
+    transfer = json.loads((project / "metrics" / "transfer.json").read_text())
+    assert set(transfer["rate"]) == {"l2", "linf"} and set(transfer["models"]["target.L1"]) >= {
+        "lipschitz_bound", "bound_normalised", "smooth"}
+    assert "Findings" in (project / "reports" / "findings.md").read_text()
     write_params(project, {"unlearn": {"amun": {"lr": 0.02}}})
-    assert repro(project, "studies/dvc.yaml") == {"sweep_method@amun", "sweep_report"}  # not FT's
+    assert repro(project, "studies/dvc.yaml") == {"sweep_method@amun", "sweep_report", "findings",
+                                                  "smoothness@0"}  # not FT's; smoothness reads all of unlearn
     write_params(project, {"sweep": {"seeds": [0, 1, 2]}})
     assert repro(project, "studies/dvc.yaml") == {"sweep_cell@2-0", "sweep_method@amun", "sweep_method@ft",
-                                                  "sweep_report"}  # one new cell's training
+                                                  "sweep_report", "findings"}  # one new cell's training
     points = [r for r in mlflow_runs(project) if r.data.tags.get("unlearn.job") == "tune-point"]
     assert sorted(r.data.params["lr"] for r in points if r.data.tags["mlflow.runName"].startswith(
         "sweep_method/ft/")) == ["0.01", "0.01", "0.05", "0.05"]

@@ -1,6 +1,6 @@
 import numpy as np
 
-from unlearn_pipeline.stages.references import keep_matrix
+from unlearn.evaluation.suite import keep_matrix
 
 
 def test_keep_matrix_puts_every_sample_in_half_of_the_models_at_random():

@@ -85,9 +85,15 @@ def test_model_names_match_the_registry():
 @pytest.mark.parametrize("raw, expected", [
     ({"references": {"K": 0}}, "params.yaml: references.K = 0: must be >= 1"),
     ({"references": {"K": 1}}, "params.yaml: references.K = 1: online attacks need an IN and an OUT model for "
-                               "every sample (K >= 2), or set mia.online: false"),
+                               "every sample (>= 2 models), or set mia.online: false"),
     ({"references": {"K": 2}}, "params.yaml: references.K = 2: LiRA with per-sample variances needs 2 OUT (and "
-                               "online: 2 IN) models per sample (K >= 4), or set mia.fixed_variance: true"),
+                               "online: 2 IN) models per sample (>= 4 models), or set mia.fixed_variance: true"),
+    ({"sweep": {"references": 3}}, "params.yaml: sweep.references = 3: LiRA with per-sample variances needs 2 OUT "
+                                   "(and online: 2 IN) models per sample (>= 4 models), or set "
+                                   "mia.fixed_variance: true"),
+    ({"smoothness": {"targets": [1.0, 1.0]}}, "params.yaml: smoothness: targets [1.0, 1.0] must be non-empty, "
+                                              "without repeats"),
+    ({"transfer": {"seeds": []}}, "params.yaml: transfer: seeds must list at least one value"),
     ({"mia": {"gamma": 0}}, "params.yaml: mia.gamma = 0: must be > 0"),
     ({"mia": {"signal": "logits"}}, "params.yaml: mia.signal = logits: must be one of: 'taylor_soft_margin' or 'softmax'"),
     ({"unlearn": {"amn": {}}}, "params.yaml: unlearn.amn: unknown key; did you mean 'amun'? allowed: amun, "

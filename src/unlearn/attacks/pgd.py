@@ -75,3 +75,34 @@ def pgd_l2(
                 delta = delta * (eps_t[idx].view(shape) / _per_sample_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
                 x_adv[idx] = (images[idx] + delta).clamp(0.0, 1.0)
     return x_adv.detach()
+
+
+def pgd_linf(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eps: float,
+    steps: int = 50,
+    step_size: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """L-infinity PGD (Madry et al., ICLR 2018): maximise the cross-entropy of ``labels``
+    within ``||x_adv - x||_inf <= eps``, from a uniform random start in the eps-box, with
+    steps of ``step_size`` (default ``eps / 10``) along the gradient's sign, each followed
+    by the projection onto the box and a clamp to [0, 1] (the setting of the LOTOS
+    transferability study). ``generator`` (CPU) draws the random start.
+
+    Returns float (N, C, H, W) in [0, 1]; the model's mode is restored afterwards."""
+    if eps < 0 or steps < 0:
+        raise ValueError(f"eps and steps must be >= 0, got eps={eps}, steps={steps}")
+    step = eps / 10 if step_size is None else step_size
+    noise = torch.rand(images.shape, generator=generator).to(images.device, images.dtype)
+    x_adv = (images + (2 * noise - 1) * eps).clamp(0.0, 1.0)
+    with train_mode(model, False), torch.enable_grad():
+        for _ in range(steps):
+            x = x_adv.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(F.cross_entropy(forward(model, x), labels, reduction="sum"), x)
+            with torch.no_grad():
+                x_adv = torch.min(torch.max(x + step * grad.sign(), images - eps), images + eps).clamp(0.0, 1.0)
+    return x_adv.detach()

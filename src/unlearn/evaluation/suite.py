@@ -12,6 +12,17 @@ from unlearn.config import MiaConfig
 from unlearn.evaluation.mia import lira, rmia, scaled_logit, true_class_probability
 from unlearn.evaluation.roc import roc_metrics
 
+_KEEP_STREAM = 4
+
+
+def keep_matrix(models: int, samples: int, seed: int | Sequence[int]) -> np.ndarray:
+    """(models, samples) bool: which samples each reference model trains on. For each
+    sample, a seeded random floor(models / 2) of the models do (``seed``: an int, or a
+    sequence of ints such as a study cell's (model seed, forget-set seed, ...))."""
+    entropy = [seed] if isinstance(seed, int) else list(seed)
+    order = np.random.default_rng([*entropy, _KEEP_STREAM]).random((models, samples)).argsort(axis=0)
+    return order < models // 2
+
 
 def population(test: np.ndarray, size: int, seed: int) -> np.ndarray:
     """RMIA's z samples: a seeded subset of the test split (non-members of every model here)."""

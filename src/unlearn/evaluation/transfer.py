@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
 
-from unlearn.attacks import pgd_l2
 from unlearn.training import train_mode
+
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, images, labels) -> adversarial
 
 
 def transfer_matrix(
@@ -16,11 +17,10 @@ def transfer_matrix(
     targets: Mapping[str, nn.Module],
     images: torch.Tensor,
     labels: torch.Tensor,
-    *,
-    eps: float,
-    steps: int = 20,
+    attack: Attack,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Transfer rate (percent) of L2 PGD examples crafted on each source to each target.
+    """Transfer rate (percent) of the ``attack``'s examples (e.g. L2 or L-infinity PGD)
+    crafted on each source to each target.
 
     For a (source, target) pair, ``rate_unconditional`` is the fraction of samples that
     the target misclassifies after the attack, among those that both models classify
@@ -42,7 +42,7 @@ def transfer_matrix(
         clean = {name: _eval(model, images).argmax(1) == labels for name, model in {**sources, **targets}.items()}
     rates: dict[str, dict[str, dict[str, float]]] = {"rate": {}, "rate_unconditional": {}}
     for source_name, source in sources.items():
-        adversarial = pgd_l2(source, images, labels, eps=eps, steps=steps)
+        adversarial = attack(source, images, labels)
         with torch.no_grad():
             fooled_source = _eval(source, adversarial).argmax(1) != labels
         for key, condition in (("rate", fooled_source), ("rate_unconditional", torch.ones_like(fooled_source))):

@@ -75,15 +75,31 @@ def gradient_ascent(model: nn.Module, task: ForgetTask, cfg, generator: torch.Ge
     train_(model, x, y, cfg, generator=generator, sample_weights=weights)
 
 
+def l1_weight(alpha: float, epoch: int, epochs: int, schedule: str) -> float:
+    """The L1 penalty weight of l1-sparse in ``epoch`` (1..epochs).
+
+    ``linear``: ``alpha * (1 - (epoch - 1) / epochs)`` (the paper's decay, as SalUn's code).
+    ``compounding``: ``alpha * prod_{j=0}^{epoch-2} (2 - 2 j / epochs)``, i.e. AMUN's code,
+    which multiplies the weight by ``2 - 2 j / epochs`` at the end of its (0-based) epoch j.
+    """
+    if schedule == "linear":
+        return alpha * (1 - (epoch - 1) / epochs)
+    if schedule == "compounding":
+        weight = alpha
+        for j in range(epoch - 1):
+            weight = (2 - 2 * j / epochs) * weight
+        return weight
+    raise ValueError(f"alpha schedule {schedule!r} must be one of: linear, compounding")
+
+
 @register("l1_sparse", always_remain=True, tracks=("random",))
 def l1_sparse(model: nn.Module, task: ForgetTask, cfg, generator: torch.Generator) -> None:
-    """l1-sparse (Jia et al., NeurIPS 2023): FT plus ``alpha_t * ||theta||_1`` with
-    ``alpha_t = alpha * (1 - (t - 1) / epochs)`` in epoch t = 1..epochs (the linear decay
-    of the authors' code), over every trainable parameter."""
+    """l1-sparse (Jia et al., NeurIPS 2023): FT plus ``alpha_t * ||theta||_1`` over every
+    trainable parameter, with ``alpha_t`` = :func:`l1_weight` (``cfg.alpha_schedule``)."""
+    weights = [l1_weight(cfg.alpha, t, cfg.epochs, cfg.alpha_schedule) for t in range(1, cfg.epochs + 1)]
 
     def penalty(net: nn.Module, epoch: int) -> torch.Tensor:
-        weight = cfg.alpha * (1 - (epoch - 1) / cfg.epochs)
-        return weight * sum(p.abs().sum() for p in net.parameters() if p.requires_grad)
+        return weights[epoch - 1] * sum(p.abs().sum() for p in net.parameters() if p.requires_grad)
 
     train_(model, *task.split("remain"), cfg, generator=generator, penalty=penalty)
 

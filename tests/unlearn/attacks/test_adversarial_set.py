@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from unlearn.attacks import adversarial_set, calibrate_eps_init, pgd_l2
+from unlearn.attacks import adversarial_set, calibrate_eps_init, choose_eps_init, pgd_l2
+from unlearn.config import AdversarialConfig
 from tests.unlearn.attacks.test_pgd import _trained
 
 
@@ -50,3 +51,26 @@ def test_calibration_covers_the_requested_fraction(setup):
     assert (~found.capped).float().mean().item() >= 0.85
     with pytest.raises(ValueError, match="eps_init must be > 0"):
         adversarial_set(model, x, y, eps_init=0.0)
+
+
+def test_default_eps_init_is_amuns_fixed_budget_and_null_calibrates(setup):
+    model, x, y = setup
+    assert AdversarialConfig().eps_init == 0.04
+    assert choose_eps_init(model, x, y, AdversarialConfig(), seed=0) == 0.04
+    assert choose_eps_init(model, x, y, AdversarialConfig(eps_init=0.3), seed=0) == 0.3
+    calibrated = AdversarialConfig(eps_init=None, calibration_samples=len(x), calibration_steps=20)
+    assert choose_eps_init(model, x, y, calibrated, seed=0) == calibrate_eps_init(model, x, y, success=0.95, steps=20)
+
+
+def test_small_fixed_eps_init_spreads_samples_over_the_doubling_grid(setup):
+    """From 0.04 the budgets found spread over several doublings (the closest on the grid);
+    from the calibrated budget most samples succeed at the first one."""
+    model, x, y = setup
+    fixed = adversarial_set(model, x, y, eps_init=0.04, steps=20)
+    calibrated = adversarial_set(model, x, y, eps_init=calibrate_eps_init(model, x, y, steps=20), steps=20)
+    attacked = fixed.eps > 0
+    assert len(fixed.eps[attacked].unique()) >= 4
+    assert (fixed.eps[attacked] == fixed.eps[attacked].max()).float().mean() < 0.5
+    first = calibrated.eps[attacked].min()
+    assert (calibrated.eps[attacked] == first).float().mean() > 0.8
+    assert fixed.distance[attacked].median() <= calibrated.distance[attacked].median()

@@ -3,6 +3,7 @@ import math
 import torch
 from torch import nn
 
+from unlearn.attacks import pgd_l2, pgd_linf
 from unlearn.evaluation.transfer import transfer_matrix
 
 
@@ -18,8 +19,22 @@ def test_identical_models_transfer_fully_and_orthogonal_ones_do_not():
     y = torch.tensor([0, 1])
     a = _linear([[1.0, -1.0], [-1.0, 1.0]])
     b = _linear([[1.0, -1.0], [-1.0, 1.0]])
-    rates = transfer_matrix({"a": a}, {"a": a, "b": b}, x, y, eps=1.0, steps=20)
+    rates = transfer_matrix({"a": a}, {"a": a, "b": b}, x, y, lambda m, i, t: pgd_l2(m, i, t, eps=1.0, steps=20))
     assert rates["rate"]["a"] == {"a": 100.0, "b": 100.0} == rates["rate_unconditional"]["a"]
-    small = transfer_matrix({"a": a}, {"b": b}, x, y, eps=0.05, steps=5)
+    small = transfer_matrix({"a": a}, {"b": b}, x, y, lambda m, i, t: pgd_l2(m, i, t, eps=0.05, steps=5))
     assert small["rate_unconditional"]["a"]["b"] == 0.0
     assert math.isnan(small["rate"]["a"]["b"])  # nothing fooled the source
+
+
+def test_linf_pgd_stays_in_the_box_and_fools_a_linear_model():
+    x = torch.tensor([[[[0.6, 0.4]]], [[[0.4, 0.6]]]])
+    y = torch.tensor([0, 1])
+    model = _linear([[1.0, -1.0], [-1.0, 1.0]])
+    generator = torch.Generator().manual_seed(0)
+    adversarial = pgd_linf(model, x, y, eps=0.15, steps=20, generator=generator)
+    assert (adversarial - x).abs().max() <= 0.15 + 1e-6 and adversarial.min() >= 0 and adversarial.max() <= 1
+    assert (model(adversarial).argmax(1) != y).all()  # a 0.2 margin falls to 0.15 per pixel
+    assert (pgd_linf(model, x, y, eps=0.05, steps=20, generator=generator).sub(x).abs().max() <= 0.05 + 1e-6)
+    assert (model(pgd_linf(model, x, y, eps=0.05, steps=20)).argmax(1) == y).all()  # too small a box
+    rates = transfer_matrix({"a": model}, {"a": model}, x, y, lambda m, i, t: pgd_linf(m, i, t, eps=0.15, steps=20))
+    assert rates["rate"]["a"]["a"] == 100.0

@@ -2,16 +2,18 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from unlearn.attacks import adversarial_set
-from unlearn.config import UnlearnClassConfig, UnlearnConfig
+from unlearn.config import L1SparseConfig, UnlearnClassConfig, UnlearnConfig
 from unlearn.data import load_dataset
 from unlearn.models import create_model
 from unlearn.config import TrainConfig
 from unlearn.training import to_float, train_
 from unlearn.unlearning import METHODS, ForgetTask, FreezeOutsideMask, saliency_mask
-from unlearn.unlearning.methods import RandomWrongLabels
+from unlearn.unlearning import methods
+from unlearn.unlearning.methods import RandomWrongLabels, l1_weight
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +133,41 @@ def test_random_wrong_labels_avoid_the_true_label_and_change_each_epoch():
     relabel.on_epoch_start(None, 2)
     assert (first != true).all() and (labels != true).all() and (first != labels).any()
     assert set(first.tolist()) == set(range(10))
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("linear", [1.0, 0.75, 0.5, 0.25]),      # 1 - (t - 1) / 4
+    ("compounding", [1.0, 2.0, 3.0, 3.0]),   # x 2, x 1.5, x 1 after epochs 1, 2, 3
+])
+def test_l1_sparse_penalty_weight_of_every_epoch_follows_its_schedule(setup, monkeypatch, schedule, expected):
+    """The penalty l1_sparse hands to the real training loop, read each epoch on a net with ||theta||_1 = 1."""
+    original, task = setup
+    unit = nn.Linear(1, 1, bias=False)
+    nn.init.ones_(unit.weight)
+    seen, train = {}, methods.train_
+
+    def spy(model, x, y, cfg, *, penalty, **kwargs):
+        def recording(net, epoch):
+            seen.setdefault(epoch, penalty(unit, epoch).item())
+            return penalty(net, epoch)
+
+        return train(model, x, y, cfg, penalty=recording, **kwargs)
+
+    monkeypatch.setattr(methods, "train_", spy)
+    cfg = L1SparseConfig(epochs=4, batch_size=512, alpha=0.5, alpha_schedule=schedule)
+    methods.l1_sparse(copy.deepcopy(original), task, cfg, torch.Generator().manual_seed(0))
+    assert seen == {epoch: 0.5 * weight for epoch, weight in enumerate(expected, start=1)}
+
+
+def test_l1_weight_equals_the_published_updates_exactly():
+    """compounding: AMUN's loop (0-based epochs, weight updated after each); linear: SalUn's."""
+    alpha, epochs, amun = 5e-4, 10, []
+    for epoch in range(epochs):
+        amun.append(alpha)
+        alpha = (2 - 2 * epoch / epochs) * alpha
+    assert [l1_weight(5e-4, t, epochs, "compounding") for t in range(1, epochs + 1)] == amun
+    assert [l1_weight(5e-4, t, epochs, "linear") for t in range(1, epochs + 1)] == \
+        [5e-4 * (1 - epoch / epochs) for epoch in range(epochs)]
+    assert L1SparseConfig().alpha_schedule == "compounding"
+    with pytest.raises(ValueError, match="linear, compounding"):
+        l1_weight(5e-4, 1, epochs, "cosine")
