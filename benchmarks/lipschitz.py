@@ -19,9 +19,15 @@ hits all methods alike:
 Expected: FastClip exact (< 0.1 %) everywhere; the reshaped kernel off by up to ~3x
 on convolutions; FFT exact only for circular padding; Gram an upper bound of FFT.
 
+A second table scores ``unlearn.lipschitz.clip_``: a copy of every layer is clipped to
+``--clip-fraction`` (default 0.5) times its true norm, and the largest singular value
+after the clip (dense SVD) is compared with that target (goal: within 1 %), with the
+value ``clip_`` returned and its time (one call).
+
 Run from the project root with the project's virtualenv active:
 
-    python benchmarks/lipschitz.py [--repeats 5] [--iters 100] [--channels 16] [--size 8] [--threads 1]
+    python benchmarks/lipschitz.py [--repeats 5] [--iters 100] [--channels 16] [--size 8] [--threads 1] \
+        [--clip-fraction 0.5]
 
 ``--threads 1`` is the default: with 2 threads on a 2-core machine shared with another
 busy process, OpenMP stalls slowed the dense SVDs up to 30x. ``--size 16`` (4096-dim
@@ -31,6 +37,7 @@ inputs, closer to real layers) runs ~2 min, almost all in the dense SVDs (ground
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from typing import Callable
@@ -38,7 +45,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from unlearn.lipschitz import top_singular
+from unlearn.lipschitz import clip_, top_singular
 from unlearn.lipschitz.baselines import (dense_singular_values, fft_circular_norm, gram_iteration_bound,
                                          reshaped_kernel_norm)
 
@@ -95,6 +102,22 @@ def methods(iters: int) -> dict[str, Callable[[nn.Module, tuple], float | None]]
     }
 
 
+def clip_table(layers, truth: dict[str, float], fraction: float) -> None:
+    """Clip a copy of every layer to ``fraction`` x its true norm; print the exact norm after it."""
+    print(f"\nclip_ to {fraction} x the true norm; cells: exact sigma_max after / target - 1 (dense SVD), "
+          "the value clip_ returned / target - 1, seconds\n")
+    print("| layer | target | exact after | returned | s |")
+    print("|---|---:|---:|---:|---:|")
+    for name, module, shape in layers:
+        layer, target = copy.deepcopy(module), fraction * truth[name]
+        start = time.perf_counter()
+        returned = clip_(layer, shape, target)
+        seconds = time.perf_counter() - start
+        exact = float(dense_singular_values(layer, shape)[0])
+        print(f"| {name} | {target:.4f} | {100 * (exact / target - 1):+.3f}% | {100 * (returned / target - 1):+.3f}% "
+              f"| {seconds:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -102,6 +125,7 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=16, help="conv in = out channels")
     parser.add_argument("--size", type=int, default=8, help="conv input height = width")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clip-fraction", type=float, default=0.5, help="clip_ target as a fraction of the norm")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch.set_num_threads, 0 keeps torch's default (see above)")
     args = parser.parse_args()
@@ -145,6 +169,7 @@ def main() -> None:
             error = 100.0 * (value - truth[name]) / truth[name]
             cells.append(f"{error:+.4g}% / {statistics.median(times[name, method]):.2f} ms")
         print(f"| {name} | {truth[name]:.4f} ({dense_ms[name]:.0f} ms) | " + " | ".join(cells) + " |")
+    clip_table(layers, truth, args.clip_fraction)
 
 
 if __name__ == "__main__":

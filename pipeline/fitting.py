@@ -1,6 +1,6 @@
 """Training a model from scratch in a stage: per-epoch checkpoints, MLflow curves, layer norms.
 
-Shared by the stage families that train (train / retrain, transfer, references, the
+Shared by the stage families that train (train / retrain, references, transfer, the
 class track's retrained models, the seed study's cells)."""
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def train_model(name: str, params: Params, data: Prepared, indices: np.ndarray, 
     import torch
 
     from unlearn.checkpoint import EpochCheckpoint
+    from unlearn.lipschitz import clipping_callbacks
     from unlearn.training import EpochStats, train_
 
     seed = params.seed if seed is None else seed
@@ -69,23 +70,14 @@ def train_model(name: str, params: Params, data: Prepared, indices: np.ndarray, 
             ("images_per_s", stats.images_per_s))}, step=stats.epoch)
 
     history = train_(model, data.images[idx], data.labels[idx], params.train,
-                     generator=torch.Generator().manual_seed(seed), callbacks=_clipping(params, model, data.meta, seed),
+                     generator=torch.Generator().manual_seed(seed),
+                     callbacks=clipping_callbacks(model, data.meta["shape"], params.lipschitz, seed),
                      on_epoch=on_epoch, progress=sys.stderr.isatty(), checkpoint=checkpoint)
     resumed = sum(stats.resumed for stats in history)
     if resumed:
         log.info("%s: resumed after epoch %d from %s", name, resumed, checkpoint.path)
         run.set_tags({f"{metric_prefix}resumed_after_epoch": str(resumed)})
     return model, history
-
-
-def _clipping(params: Params, model: torch.nn.Module, meta: dict, seed: int) -> list:
-    clip = params.lipschitz
-    if clip.method == "none":
-        return []
-    from unlearn.lipschitz import FastClip
-
-    return [FastClip(model, meta["shape"], target=clip.target, clip_every=clip.clip_every, bn=clip.bn,
-                     iters=clip.iters, seed=seed)]
 
 
 def log_layer_norms(name: str, model: torch.nn.Module, params: Params, meta: dict, run: TrackedRun) -> None:

@@ -139,8 +139,13 @@ class LipschitzConfig(_Section):
     ``method: fastclip`` clips every Linear / Conv layer's spectral norm to at most
     ``target`` every ``clip_every`` optimiser steps (and once at the end), with
     ``iters`` warm-started power iterations per clip. ``bn`` says how BatchNorm is
-    treated: ``ignore`` (clip convs alone), ``composite`` (clip conv + BN as one map)
-    or ``remove`` (needs ``model.batch_norm: false``).
+    treated: ``ignore`` (clip convs alone; BatchNorm unbounded), ``composite`` (clip
+    each conv alone and clamp the BatchNorm after it, after every step, so that its
+    per-channel gain ``|gamma| / sqrt(running_var + eps)`` is at most ``target``, as
+    the FastClip code does; a conv + BN pair is then at most ``target ** 2``) or
+    ``remove`` (needs ``model.batch_norm: false``). ``two_sided`` also raises a
+    layer's largest singular value to ``target`` when it is below (the FastClip code's
+    default), so every layer ends at ``target`` instead of at most ``target``.
     """
 
     method: Literal["none", "fastclip"] = "none"
@@ -148,45 +153,58 @@ class LipschitzConfig(_Section):
     clip_every: PositiveInt = 50
     bn: Literal["ignore", "remove", "composite"] = "ignore"
     iters: PositiveInt = 20
+    two_sided: bool = False
 
 
 class TransferConfig(_Section):
-    """The smoothness / transferability study (stage ``transfer``).
+    """The smoothness / transferability study (studies/dvc.yaml: ``transfer@<seed>``; finding F3).
 
-    For every Lipschitz target in ``targets`` (``null`` = no clipping) a source and a
-    target model are trained (seeds ``seed`` and ``seed + 1``) with the ``train`` recipe
-    for ``epochs`` epochs and the other ``lipschitz`` settings; L2 PGD examples
-    (``eps``, ``steps``) crafted on each source for ``samples`` test samples are scored
-    on every target.
+    For every model seed in ``seeds`` and Lipschitz target in ``targets`` (``null`` = no
+    clipping) a source and a target model are trained (seeds ``10 * seed`` and
+    ``10 * seed + 1``) with the ``train`` recipe for ``epochs`` epochs, BatchNorm removed
+    and FastClip with ``bn: remove`` (so that each model's bound is the product of its
+    clipped layers; the other ``lipschitz`` settings apply). PGD examples crafted on each
+    source for ``samples`` test samples are scored on every target: L2 (``eps``, ``steps``
+    steps of eps / 10, as AMUN's attack) and L-infinity as the LOTOS study ran it
+    (``eps_linf``, ``steps_linf`` steps of eps / 10 from a uniform random start).
     """
 
     targets: list[Optional[PositiveFloat]] = Field(default_factory=lambda: [None, 2.0, 1.5, 1.0])
+    seeds: list[NonNegInt] = Field(default_factory=lambda: [0, 1, 2])
     epochs: PositiveInt = 10
     eps: PositiveFloat = 0.5
     steps: PositiveInt = 20
+    eps_linf: PositiveFloat = 0.1
+    steps_linf: PositiveInt = 50
     samples: PositiveInt = 300
 
     @model_validator(mode="after")
     def _distinct(self) -> "TransferConfig":
-        if not self.targets:
-            raise ValueError("targets must list at least one Lipschitz target (null = no clipping)")
-        if len(set(self.targets)) != len(self.targets):
-            raise ValueError(f"targets {self.targets} lists a value twice")
+        for key in ("targets", "seeds"):
+            values = getattr(self, key)
+            if not values:
+                raise ValueError(f"{key} must list at least one value")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{key} {values} lists a value twice")
         return self
 
 
 class AdversarialConfig(_Section):
     """AMUN's adversarial set D_A of the forget set (stage ``adversarial``).
 
-    ``eps_init: null`` calibrates the starting L2 budget on ``calibration_samples``
-    forget samples so that a fraction ``calibration_success`` of them are misclassified
-    within it (``calibration_steps`` PGD steps per budget on a doubling grid from 0.01:
-    fewer steps than the attack, since every sample runs all the budgets below its own);
-    each sample then runs ``steps`` PGD steps per budget, doubling it up to
-    ``max_doublings`` times.
+    Each sample starts at the L2 budget ``eps_init`` (pixels in [0, 1], the distance over
+    all C x H x W values) and runs ``steps`` PGD steps per budget, doubling it up to
+    ``max_doublings`` times until it is misclassified. The default 0.04 is the fixed
+    starting budget of AMUN's code (``PGDL2(eps=0.04)`` on [0, 1] images), so that the
+    doubling grid is what makes each example the closest one found.
+    ``eps_init: null`` calibrates it instead on ``calibration_samples`` forget samples so
+    that a fraction ``calibration_success`` of them are misclassified within it
+    (``calibration_steps`` PGD steps per budget on a doubling grid from 0.01: fewer steps
+    than the attack, since every sample runs all the budgets below its own); most samples
+    then succeed at the first budget (faster, but farther than the grid's closest).
     """
 
-    eps_init: Optional[PositiveFloat] = None
+    eps_init: Optional[PositiveFloat] = 0.04
     calibration_samples: PositiveInt = 100
     calibration_success: OpenFraction = 0.95
     calibration_steps: PositiveInt = 10
@@ -229,9 +247,15 @@ class GradientAscentConfig(RemainOptionalConfig):
 
 
 class L1SparseConfig(FinetuneConfig):
-    """``alpha``: the L1 penalty weight at the first epoch, decaying linearly to 0."""
+    """``alpha``: the L1 penalty weight in the first epoch; ``alpha_schedule`` how it changes
+    per epoch t = 1..epochs (see :func:`unlearn.unlearning.methods.l1_weight`):
+    ``linear``, ``alpha * (1 - (t - 1) / epochs)`` (l1-sparse's paper and SalUn's code);
+    ``compounding``, multiplied by ``2 - 2 (t - 1) / epochs`` after every epoch t (AMUN's
+    code, whose l1-sparse numbers the thesis's tables report; with 10 epochs the weight
+    rises to about 9.7 alpha in epochs 6-7 and ends at about 1.9 alpha)."""
 
     alpha: PositiveFloat = 5e-4
+    alpha_schedule: Literal["linear", "compounding"] = "compounding"
 
 
 class BoundaryShrinkConfig(RemainOptionalConfig):
@@ -366,9 +390,13 @@ class SweepConfig(_Section):
 
     Every (``seeds`` x ``forget_seeds``) cell trains its own original and retrained model
     (model seed) on its own split (forget-set seed) and runs ``methods``. A method with a
-    learning-rate grid in ``lr_grid`` first has its rate chosen, by the smallest Avg Gap
-    (SVC) on a separate tuning cell (``tuning_seed``, ``tuning_forget_seed``); the cells
-    then use the chosen rate. The report gives mean, std and 95% interval over cells.
+    learning-rate grid in ``lr_grid`` first has its rate chosen, by the smallest
+    ``select_by`` (``avg_gap``: the thesis's, with RMIA; ``avg_gap_svc``: SalUn's) on a
+    separate tuning cell (``tuning_seed``, ``tuning_forget_seed``); the cells then use
+    the chosen rate. Every cell, the tuning cell included, trains its own ``references``
+    reference models (each on a random half of all samples, ``references.epochs``) for
+    RMIA and LiRA. The report gives mean, std and 95% interval over cells, and each
+    method's paired difference from AMUN.
     """
 
     seeds: list[NonNegInt] = Field(default_factory=lambda: [0, 1, 2])
@@ -379,13 +407,12 @@ class SweepConfig(_Section):
         default_factory=dict)
     tuning_seed: NonNegInt = 0
     tuning_forget_seed: NonNegInt = 100
+    references: Annotated[int, _interval(2, None)] = 8
+    select_by: Literal["avg_gap", "avg_gap_svc"] = "avg_gap"
 
     @model_validator(mode="after")
     def _consistent(self) -> "SweepConfig":
-        for key in ("seeds", "forget_seeds", "methods"):
-            values = getattr(self, key)
-            if not values or len(set(values)) != len(values):
-                raise ValueError(f"{key} {values} must be non-empty, without repeats")
+        _distinct_lists(self, ("seeds", "forget_seeds", "methods"))
         if self.tuning_forget_seed in self.forget_seeds:
             raise ValueError(f"tuning_forget_seed {self.tuning_forget_seed} is also an evaluation forget seed; "
                              f"tune on a separate forget set")
@@ -393,6 +420,37 @@ class SweepConfig(_Section):
         if empty:
             raise ValueError(f"lr_grid.{empty[0]} is empty")
         return self
+
+
+class SmoothnessConfig(_Section):
+    """Smoothness vs AMUN's gap (studies/dvc.yaml: ``smoothness@<seed>``; finding F2).
+
+    For each model seed in ``seeds`` and Lipschitz target in ``targets`` (``null`` = no
+    clipping): an original and a retrained model on forget-set seed ``forget_seed``'s
+    split, trained with the ``train`` recipe, BatchNorm removed and FastClip with
+    ``bn: remove`` (so each model's bound is the product of its clipped layers, recorded),
+    ``sweep.references`` reference models with the same recipe, D_A, and each of
+    ``methods`` with its ``unlearn`` section; every model is scored with RMIA.
+    """
+
+    targets: list[Optional[PositiveFloat]] = Field(default_factory=lambda: [None, 2.0, 1.0])
+    seeds: list[NonNegInt] = Field(default_factory=lambda: [0, 1, 2])
+    forget_seed: NonNegInt = 0
+    methods: list[Literal[RANDOM_TRACK_METHODS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["amun", "amun_no_remain"])
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "SmoothnessConfig":
+        _distinct_lists(self, ("targets", "seeds", "methods"))
+        return self
+
+
+def _distinct_lists(section: _Section, keys: tuple[str, ...]) -> None:
+    """Each of the section's list ``keys`` is non-empty and without repeats (a ValueError otherwise)."""
+    for key in keys:
+        values = getattr(section, key)
+        if not values or len(set(values)) != len(values):
+            raise ValueError(f"{key} {values} must be non-empty, without repeats")
 
 
 def _scheduler_address(value: Optional[str]) -> Optional[str]:
@@ -450,6 +508,7 @@ class Params(_Section):
     unlearn_class: UnlearnClassConfig = Field(default_factory=UnlearnClassConfig)
     mia_nn: MiaNnConfig = Field(default_factory=MiaNnConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
+    smoothness: SmoothnessConfig = Field(default_factory=SmoothnessConfig)
     references: ReferencesConfig = Field(default_factory=ReferencesConfig)
     mia: MiaConfig = Field(default_factory=MiaConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
@@ -470,16 +529,20 @@ class Params(_Section):
         if self.mia_nn.neighbours > classes - 1:
             raise ConfigError(f"params.yaml: mia_nn.neighbours = {self.mia_nn.neighbours}: must be at most "
                               f"{classes - 1} (the classes of {self.data.dataset} other than the forgotten one)")
-        in_per_sample = self.references.K // 2
-        if self.mia.online and (in_per_sample < 1 or self.references.K - in_per_sample < 1):
-            raise ConfigError(f"params.yaml: references.K = {self.references.K}: online attacks need an IN and an "
-                              f"OUT model for every sample (K >= 2), or set mia.online: false")
-        if not self.mia.fixed_variance and min(in_per_sample if self.mia.online else 2,
-                                               self.references.K - in_per_sample) < 2:
-            raise ConfigError(f"params.yaml: references.K = {self.references.K}: LiRA with per-sample variances "
-                              f"needs 2 OUT (and online: 2 IN) models per sample (K >= 4), or set "
-                              f"mia.fixed_variance: true")
+        for key, models in (("references.K", self.references.K), ("sweep.references", self.sweep.references)):
+            _check_reference_count(key, models, self.mia)
         return self
+
+
+def _check_reference_count(key: str, models: int, mia: MiaConfig) -> None:
+    """Enough reference models for the attacks of ``mia`` (a ConfigError naming ``key`` otherwise)."""
+    in_per_sample = models // 2
+    if mia.online and (in_per_sample < 1 or models - in_per_sample < 1):
+        raise ConfigError(f"params.yaml: {key} = {models}: online attacks need an IN and an OUT model for every "
+                          f"sample (>= 2 models), or set mia.online: false")
+    if not mia.fixed_variance and min(in_per_sample if mia.online else 2, models - in_per_sample) < 2:
+        raise ConfigError(f"params.yaml: {key} = {models}: LiRA with per-sample variances needs 2 OUT (and "
+                          f"online: 2 IN) models per sample (>= 4 models), or set mia.fixed_variance: true")
 
 
 class _YamlLoader(yaml.SafeLoader):

@@ -131,19 +131,14 @@ def gaps(metrics: dict, retrain: dict) -> dict[str, float]:
 def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_classes: int,
          checkpoint: EpochCheckpoint | None, device: torch.device):
     from unlearn.device import prepare_model
+    from unlearn.lipschitz import clipping_callbacks
     from unlearn.models import create_model
     from unlearn.training import resumed_seconds, train_
 
     model = prepare_model(create_model(params.model.name, in_channels=images.shape[1], num_classes=num_classes,
                                        seed=seed, width=params.model.width, batch_norm=params.model.batch_norm,
                                        **stats), device)
-    callbacks = []
-    if params.lipschitz.method == "fastclip":
-        from unlearn.lipschitz import FastClip
-
-        clip = params.lipschitz
-        callbacks.append(FastClip(model, images.shape[1:], target=clip.target, clip_every=clip.clip_every, bn=clip.bn,
-                                  iters=clip.iters, seed=seed))
+    callbacks = clipping_callbacks(model, images.shape[1:], params.lipschitz, seed)
     idx = torch.as_tensor(indices)
     start = time.perf_counter()
     history = train_(model, images[idx], labels[idx], params.train, generator=torch.Generator().manual_seed(seed),
