@@ -15,7 +15,8 @@ Data: CIFAR-10 from ``--cifar`` (default ``../shared/data/cifar10-jpg.tar.gz``),
 a fixed random subset of ``--train`` / ``--test`` images. ``--json`` writes every
 seed's numbers after each seed (a long run keeps what it finished).
 
-    python benchmarks/findings_cifar10.py --train 4000 --test 1000 --epochs 40 --seeds 0,1,2 --json cifar.json
+    python benchmarks/findings_cifar10.py --train 2000 --test 1000 --epochs 60 --batch-size 32 --references 4 \
+        --seeds 0,1,2 --json cifar.json
 """
 
 from __future__ import annotations
