@@ -94,8 +94,9 @@ def _smoothness(params: Params) -> dict:
     from unlearn.findings import interval
 
     per_seed = [_read(Path("data/smoothness") / f"seed{s}" / "results.json") for s in params.smoothness.seeds]
-    labels = [target_label(t) for t in params.smoothness.targets]
-    labels = [labels[0], *sorted(labels[1:], key=lambda l: -float(l[1:]))] if "none" == labels[0] else labels
+    # unclipped first, then from the loosest target to the smoothest (F2 compares the two ends)
+    targets = sorted(params.smoothness.targets, key=lambda t: float("-inf") if t is None else -t)
+    labels = [target_label(t) for t in targets]
     models = ("original", "retrain", *params.smoothness.methods)
     gaps = {label: {m: [r[label][m]["avg_gap"] for r in per_seed] for m in params.smoothness.methods}
             for label in labels}
