@@ -34,7 +34,7 @@ from amun import load  # the same fixed CIFAR-10 subset as the AMUN benchmark
 from unlearn.config import load_params
 from unlearn.evaluation import accuracy, predict
 from unlearn.evaluation.suite import keep_matrix
-from unlearn.findings import amun_smallest_gap, interval, rmia_stronger
+from unlearn.findings import interval, seed_study_findings
 from unlearn.models import create_model
 from unlearn.protocol import References, gaps, normalisation, prepare_cell, run_method
 from unlearn.training import train_
@@ -99,18 +99,7 @@ def report(per_seed: dict[int, dict], regimes: dict[int, dict]) -> None:
             values = [per_seed[s][name].get(key) for s in seeds]
             cells.append("-" if None in values else f"{interval(values)['mean']:.2f} ± {interval(values)['ci95']:.2f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    gaps_by_model = {name: [per_seed[s][name]["avg_gap"] for s in seeds] for name in models}
-    access = {name: per_seed[seeds[0]][name].get("remain_access", True) for name in models}
-    groups = {amun: [m for m in models if m not in ("original", "retrain", "amun", "amun_no_remain", "amun_salun")
-                     and access[m] == (amun == "amun")] for amun in ("amun", "amun_no_remain") if amun in models}
-    separated = {}
-    for attack, key in (("rmia", "mia_rmia_auc"), ("svc", "mia_svc")):
-        diffs = [interval([per_seed[s][m][key] - per_seed[s]["retrain"][key] for s in seeds])
-                 for m in models if m not in ("original", "retrain")]
-        separated[attack] = sum(d["low"] > 0 or d["high"] < 0 for d in diffs)
-    findings = {"F1": amun_smallest_gap(gaps_by_model, {a: b for a, b in groups.items() if b}),
-                "F4": rmia_stronger([per_seed[s]["original"]["mia_rmia_auc"] for s in seeds],
-                                    [per_seed[s]["original"]["mia_loss_auc"] for s in seeds], separated)}
+    findings = seed_study_findings({name: [per_seed[s][name] for s in seeds] for name in models})
     for key, finding in findings.items():
         print(f"\n{key} ({finding['holds']}): {finding['claim']}. {finding['why']}")
         for name, d in finding["evidence"]["differences"].items():

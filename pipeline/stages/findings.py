@@ -24,7 +24,6 @@ from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
 SWEEP = Path("data/sweep")
-AMUN_VARIANTS = ("amun", "amun_no_remain", "amun_salun")  # AMUN itself; the others are its baselines
 NORMS = {"l2": "L2", "linf": "L-infinity"}
 
 
@@ -37,22 +36,17 @@ def _read(path: Path) -> dict:
 @stage("findings", ("sweep.seeds", "sweep.forget_seeds", "sweep.methods", "smoothness.targets", "smoothness.seeds",
                     "smoothness.methods", "transfer.targets", "transfer.seeds"))
 def findings(params: Params, run: TrackedRun) -> None:
-    from unlearn.findings import amun_smallest_gap, rmia_stronger, smoother_more_transferable, smoother_smaller_gap
+    from unlearn.findings import seed_study_findings, smoother_more_transferable, smoother_smaller_gap
 
-    cells = _sweep_cells(params)
-    gaps = {name: [c["avg_gap"] for c in per_cell] for name, per_cell in cells.items()}
-    access = {name: per_cell[0].get("remain_access", True) for name, per_cell in cells.items()}
-    groups = {amun: [m for m in cells if m not in AMUN_VARIANTS and m not in ("original", "retrain")
-                     and access[m] == (amun == "amun")] for amun in ("amun", "amun_no_remain") if amun in cells}
+    seed_study = seed_study_findings(_sweep_cells(params))
     smooth = _smoothness(params)
     transfer = _transfer(params)
     result = {
-        "F1": amun_smallest_gap(gaps, {amun: bases for amun, bases in groups.items() if bases}),
+        "F1": seed_study["F1"],
         "F2": smoother_smaller_gap(smooth["gaps"], smooth["models"]),
         "F3": smoother_more_transferable(transfer["pairs"], transfer["all_smooth"], target_label(None),
                                          target_label(min(t for t in params.transfer.targets if t is not None))),
-        "F4": rmia_stronger([c["mia_rmia_auc"] for c in cells["original"]],
-                            [c["mia_loss_auc"] for c in cells["original"]], _separated(cells)),
+        "F4": seed_study["F4"],
     }
     write_json(METRICS_DIR / "findings.json", result)
     write_json(METRICS_DIR / "smoothness.json", smooth["summary"])
@@ -75,18 +69,6 @@ def _sweep_cells(params: Params) -> dict[str, list[dict]]:
     return {"original": [{**b["original"], **gaps(b["original"], b["retrain"])} for b in bases],
             "retrain": [{**b["retrain"], "avg_gap": 0.0, "avg_gap_svc": 0.0} for b in bases],
             **{m: [by_cell[name] for name in names] for m, by_cell in methods.items()}}
-
-
-def _separated(cells: dict[str, list[dict]]) -> dict[str, int]:
-    """Per attack, how many methods' scores differ from retrain's (95% interval of the per-cell difference excludes 0)."""
-    from unlearn.findings import interval
-
-    counts = {}
-    for attack, key in (("rmia", "mia_rmia_auc"), ("svc", "mia_svc")):
-        diffs = [interval([c[key] - r[key] for c, r in zip(per_cell, cells["retrain"])])
-                 for name, per_cell in cells.items() if name not in ("original", "retrain")]
-        counts[attack] = sum(d["low"] > 0 or d["high"] < 0 for d in diffs)
-    return counts
 
 
 def _smoothness(params: Params) -> dict:

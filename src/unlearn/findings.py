@@ -117,3 +117,36 @@ def rmia_stronger(rmia_auc: Sequence[float], feature_auc: Sequence[float], separ
         {"rmia_auc - confidence_auc": np.subtract(rmia_auc, feature_auc).tolist()},
         {"rmia_auc": interval(rmia_auc), "confidence_auc": interval(feature_auc),
          "methods_told_from_retrain": dict(separated)}, len(rmia_auc))
+
+
+AMUN_VARIANTS = ("amun", "amun_no_remain", "amun_salun")  # AMUN itself; every other method is a baseline
+BASES = ("original", "retrain")
+
+
+def baseline_groups(cells: Mapping[str, Sequence[Mapping]]) -> dict[str, list[str]]:
+    """AMUN's name in each access group -> the baselines of that group (``remain_access``
+    of their metrics): ``amun`` with remain access, ``amun_no_remain`` without."""
+    groups = {amun: [m for m, per_cell in cells.items() if m not in (*AMUN_VARIANTS, *BASES)
+                     and per_cell[0].get("remain_access", True) == (amun == "amun")]
+              for amun in ("amun", "amun_no_remain") if amun in cells}
+    return {amun: bases for amun, bases in groups.items() if bases}
+
+
+def methods_told_from_retrain(cells: Mapping[str, Sequence[Mapping]]) -> dict[str, int]:
+    """Per attack (``rmia``: RMIA AUC, ``svc``: MIA-efficacy), how many methods' scores differ
+    from retrain's: the 95% interval of the per-cell difference excludes 0."""
+    counts = {}
+    for attack, key in (("rmia", "mia_rmia_auc"), ("svc", "mia_svc")):
+        diffs = [interval([c[key] - r[key] for c, r in zip(per_cell, cells["retrain"])])
+                 for name, per_cell in cells.items() if name not in BASES]
+        counts[attack] = sum(d["low"] > 0 or d["high"] < 0 for d in diffs)
+    return counts
+
+
+def seed_study_findings(cells: Mapping[str, Sequence[Mapping]]) -> dict[str, dict]:
+    """F1 and F4 from the seed study's cells: model (``original``, ``retrain``, each method)
+    -> its metrics per cell, the same cells in the same order, each with ``avg_gap``."""
+    gaps = {name: [c["avg_gap"] for c in per_cell] for name, per_cell in cells.items()}
+    return {"F1": amun_smallest_gap(gaps, baseline_groups(cells)),
+            "F4": rmia_stronger([c["mia_rmia_auc"] for c in cells["original"]],
+                                [c["mia_loss_auc"] for c in cells["original"]], methods_told_from_retrain(cells))}
