@@ -43,7 +43,8 @@ from unlearn.models import create_model
 from unlearn.training import Callback, train_
 
 # name: (batch_norm, bn mode or None for no clipping)
-VARIANTS = {"none": (True, None), "ignore": (True, "ignore"), "none-noBN": (False, None), "remove": (False, "remove")}
+VARIANTS = {"none": (True, None), "ignore": (True, "ignore"), "composite": (True, "composite"), "none-noBN": (False, None),
+            "remove": (False, "remove")}
 
 
 class Timed(Callback):
