@@ -72,7 +72,8 @@ def one_seed(images, labels, test_start, seed, args, settings, mia_nn) -> dict:
     trw = settings["trw"]
     classes = {"nearest": nearest_class(probs, args.forget_class), "head_similar": int(class_similarity(
         final_linear(original).weight, args.forget_class, pca_dim=trw.pca_dim, temperature=trw.temperature).argmax())}
-    task = ForgetTask(images, labels, torch.as_tensor(parts["forget"]), torch.as_tensor(parts["remain"]), num_classes)
+    task = ForgetTask(images, labels, torch.as_tensor(parts["forget"]), torch.as_tensor(parts["remain"]), num_classes,
+                      holdout=torch.as_tensor(split.test))
     retrain_s = statistics.mean(seconds)
     runs = [(name, name, settings[name]) for name in args.methods]
     runs += [(f"trw beta={beta:g}", "trw", settings["trw"].model_copy(update={"beta": beta}))

@@ -32,7 +32,7 @@ def unlearn_class(params: Params, run: TrackedRun, method_name: str) -> None:
     split = class_split(data, params)
     model = load_model("original", params, data.meta)
     task = ForgetTask(data.images, data.labels, torch.as_tensor(split["forget"]), torch.as_tensor(split["remain"]),
-                      len(data.meta["classes"]))
+                      len(data.meta["classes"]), holdout=torch.as_tensor(data.splits["test"]))
     start = time.perf_counter()
     method.run(model, task, cfg, torch.Generator().manual_seed(params.seed))
     seconds = time.perf_counter() - start

@@ -291,13 +291,19 @@ class UnlearnConfig(_MethodSections):
 
 
 class TrwConfig(RemainOptionalConfig):
-    """TRW (:mod:`unlearn.unlearning.trw`): ``beta`` tilts the renormalised output towards
-    the classes most similar to the forgotten one (0: plain renormalisation); the
-    similarity is a softmax at ``temperature`` of cosine similarities of the head's weight
-    rows after PCA onto ``pca_dim`` components (null: no projection)."""
+    """TRW (:mod:`unlearn.unlearning.trw`). ``target: maxent`` (default): the maximum-entropy
+    tilt of the renormalised output by the cosine similarity of the head's weight rows
+    (after PCA onto ``pca_dim`` components; null: none), its strength solving the
+    similarity constraint estimated on held-out inputs (``strength: null``, searched in
+    [-``max_strength``, ``max_strength``]) or fixed (``strength``: a number; 0 = plain
+    renormalisation). ``target: softmax``: the earlier reading, a fixed tilt ``beta`` of a
+    softmax at ``temperature`` of the cosine similarities (kept for comparison)."""
 
     epochs: PositiveInt = 5
     schedule: Literal["constant", "step", "cosine"] = "constant"
+    target: Literal["maxent", "softmax"] = "maxent"
+    strength: Optional[float] = None
+    max_strength: PositiveFloat = 100.0
     beta: NonNegFloat = 10.0
     pca_dim: Optional[PositiveInt] = None
     temperature: PositiveFloat = 0.1

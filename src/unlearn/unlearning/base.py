@@ -23,6 +23,8 @@ class ForgetTask:
     forget, remain : int64 index tensors into it (disjoint).
     num_classes : the width of the model's output.
     adversarial : AMUN's D_A of the forget set (row i belongs to ``forget[i]``), when built.
+    holdout : indices of samples the model never trained on (e.g. the test split), for
+        methods that calibrate on them (TRW's constraint); ``None`` when there are none.
     """
 
     images: torch.Tensor
@@ -31,6 +33,7 @@ class ForgetTask:
     remain: torch.Tensor
     num_classes: int
     adversarial: AdversarialSet | None = None
+    holdout: torch.Tensor | None = None
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Float images in [0, 1] and labels of split ``name`` (``forget`` or ``remain``)."""
