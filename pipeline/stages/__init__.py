@@ -18,10 +18,11 @@ MODULES = {
     "train": "training", "retrain": "training",
     "transfer": "transfer",
     "adversarial": "adversarial",
-    "references": "references",
+    "references": "references", "ulira_shadows": "ulira_shadows",
     "unlearn": "unlearn", "evaluate": "evaluate",
     "retrain_class": "retrain_class", "unlearn_class": "unlearn_class", "evaluate_class": "evaluate_class",
     "sweep_cell": "sweep", "sweep_method": "sweep", "sweep_report": "sweep",
+    "class_cell": "class_sweep", "class_method": "class_sweep", "class_report": "class_sweep",
     "smoothness": "smoothness", "findings": "findings",
 }
 

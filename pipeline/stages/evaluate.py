@@ -12,11 +12,13 @@ from unlearn_pipeline.common import (REPORTS_DIR, csv_text, figure, load_prepare
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
+from unlearn_pipeline.ulira import ulira_of
 
 log = logging.getLogger(__name__)
 
 
-@stage("evaluate", ("seed", "model", "evaluate", "mia", "execution.precision"), untracked=("unlearn",))
+@stage("evaluate", ("seed", "model", "evaluate", "mia", "ulira", "execution.precision"),
+       untracked=("unlearn",))
 def evaluate(params: Params, run: TrackedRun) -> None:
     """Every model of the random track (original, retrain and each method of ``unlearn``,
     whose sections are read for their names only) measured and set beside retrain; see
@@ -36,7 +38,8 @@ def measure(name: str, params: Params, data, keep, reference_logits) -> dict:
     """Model ``name`` on forget, remain and test: accuracy (percent), loss, the attacks
     without reference models (SVC MIA-efficacy, loss attack) and RMIA and LiRA with the
     reference models (AUC, TPR at low FPR, an RMIA ROC curve in ``plots/roc/<name>.csv``),
-    with the wall-clock time of the stage that built it."""
+    U-LiRA against the shadows the same method unlearned (the original: against the shadows
+    as trained), with the wall-clock time of the stage that built it."""
     from unlearn.evaluation import predict, split_metrics
     from unlearn.evaluation.roc import roc_curve_points
     from unlearn.evaluation.suite import attack_metrics, attack_scores
@@ -45,7 +48,8 @@ def measure(name: str, params: Params, data, keep, reference_logits) -> dict:
     logits = predict(model, data.images, params.evaluate.batch_size)
     scores = attack_scores(logits, reference_logits, keep, data.labels, data.splits["test"], params.mia, params.seed)
     metrics = {**split_metrics(logits, data.labels, data.splits),
-               **attack_metrics(scores, data.splits, params.mia, params.seed)}
+               **attack_metrics(scores, data.splits, params.mia, params.seed),
+               **ulira_of(logits, name, "random", data, params)}
     metrics = {**{k: round(v, 4) for k, v in metrics.items()}, **read_json(runtime_path(random_model(name)))}
     fpr, tpr = roc_curve_points(scores["rmia"][data.splits["forget"]], scores["rmia"][data.splits["test"]])
     write_text(roc_path(name), csv_text(["fpr", "tpr"], [[f"{f:.5f}", f"{t:.5f}"] for f, t in zip(fpr, tpr)]))
@@ -55,7 +59,8 @@ def measure(name: str, params: Params, data, keep, reference_logits) -> dict:
 
 REPORT_COLUMNS = {"forget_acc": "forget acc", "retain_acc": "retain acc", "test_acc": "test acc",
                   "mia_rmia_auc": "RMIA AUC", "mia_rmia_tpr_at_1fpr": "RMIA TPR@1%FPR", "avg_gap": "Avg Gap",
-                  "mia_lira_auc": "LiRA AUC", "mia_svc": "MIA-efficacy (SVC)", "avg_gap_svc": "Avg Gap (SVC)",
+                  "mia_lira_auc": "LiRA AUC", "ulira_auc": "U-LiRA AUC", "ulira_gap": "U-LiRA gap",
+                  "mia_svc": "MIA-efficacy (SVC)", "avg_gap_svc": "Avg Gap (SVC)",
                   "runtime_s": "runtime (s)", "runtime_vs_retrain": "runtime / retrain"}
 
 REPORT_NOTE = ("Accuracies in percent. RMIA and LiRA AUC: how well the attack (with the reference models) "
@@ -63,7 +68,10 @@ REPORT_NOTE = ("Accuracies in percent. RMIA and LiRA AUC: how well the attack (w
                "value is the target); TPR at 1% FPR likewise. MIA-efficacy (SalUn's SVC attack on confidence): "
                "percent of forget samples it calls non-members. Avg Gap: mean absolute difference to the "
                "retrained model over forget, remain and test accuracy and RMIA AUC (the thesis's; 0 is ideal); "
-               "Avg Gap (SVC) uses MIA-efficacy instead. Runtime: wall-clock time of the stage that built the "
+               "Avg Gap (SVC) uses MIA-efficacy instead. U-LiRA AUC: how well a per-sample likelihood-ratio "
+               "test on shadow models that the same method unlearned tells forget samples from never-seen "
+               "ones (retrain's value, about 50, is the target; U-LiRA gap: the distance to it). Runtime: "
+               "wall-clock time of the stage that built the "
                "model (AMUN's includes building its adversarial set).")
 
 
@@ -82,6 +90,8 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
         metrics.update(avg_gap=round(avg_gap(metrics, reference), 4),
                        avg_gap_svc=round(avg_gap(metrics, reference, SVC_KEYS), 4),
                        runtime_vs_retrain=round(metrics["runtime_s"] / reference["runtime_s"], 4))
+        if "ulira_auc" in metrics:
+            metrics["ulira_gap"] = round(abs(metrics["ulira_auc"] - reference["ulira_auc"]), 4)
     for name, metrics in results.items():
         write_json(metrics_path(name), metrics)
     others = [name for name in results if name != "retrain"]

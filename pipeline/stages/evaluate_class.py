@@ -13,6 +13,7 @@ from unlearn_pipeline.common import (PLOTS_DIR, REPORTS_DIR, csv_text, figure, l
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
+from unlearn_pipeline.ulira import ulira_of
 
 CLASS_METRICS = Path("metrics/class")
 
@@ -20,10 +21,12 @@ CLASS_METRICS = Path("metrics/class")
 REPORT_COLUMNS = {"forget_acc": "forget acc", "forget_test_acc": "forget test acc", "retain_acc": "retain acc",
                   "test_acc": "test acc", "mia_nn": "MIA-NN AUC", "mia_nn_gap": "MIA-NN gap",
                   "tv_to_retrain": "TV to retrain", "to_nearest": "to n(f) %", "mia_rmia_auc": "RMIA AUC",
+                  "ulira_auc": "U-LiRA AUC", "ulira_gap": "U-LiRA gap",
                   "avg_gap": "Avg Gap", "runtime_s": "runtime (s)", "runtime_vs_retrain": "runtime / retrain"}
 
 
-@stage("evaluate_class", ("seed", "model", "evaluate", "mia", "class_track", "mia_nn", "execution.precision"),
+@stage("evaluate_class", ("seed", "model", "evaluate", "mia", "class_track", "mia_nn", "ulira",
+                         "execution.precision"),
        untracked=("unlearn_class",))
 def evaluate_class(params: Params, run: TrackedRun) -> None:
     """Every class-track model (``original``, ``retrain`` and the unlearned ones) measured
@@ -51,19 +54,20 @@ def evaluate_class(params: Params, run: TrackedRun) -> None:
     inputs = forget_inputs(split)
     batch = params.evaluate.batch_size
 
-    def measure(logits: torch.Tensor, retrained_probs: list) -> dict:
+    def measure(logits: torch.Tensor, retrained_probs: list, kind: str) -> dict:
         metrics = class_metrics(logits, data.labels, split, retrained_probs, params.class_track.forget_class,
                                 params.mia_nn, params.seed)
         scores = attack_scores(logits, reference_logits, keep, data.labels, data.splits["test"], params.mia,
                                params.seed, attacks=("rmia",))["rmia"]
         metrics["mia_rmia_auc"] = roc_metrics(scores[split["forget"]], scores[split["forget_test"]], seed=params.seed,
                                               repeats=params.mia.repeats)["auc"]
-        return metrics
+        return {**metrics, **ulira_of(logits, kind, "class", data, params)}
 
     retrained = [predict(load_model(retrain_name(k), params, data.meta), data.images, batch)
                  for k in range(params.class_track.retrain_seeds)]
     retrained_probs = [torch.softmax(logits[inputs].double(), 1).numpy() for logits in retrained]
-    per_seed = [measure(logits, retrained_probs[:k] + retrained_probs[k + 1:]) for k, logits in enumerate(retrained)]
+    per_seed = [measure(logits, retrained_probs[:k] + retrained_probs[k + 1:], "retrain")
+                for k, logits in enumerate(retrained)]
     results = {"retrain": {**{key: float(np.mean([m[key] for m in per_seed])) for key in per_seed[0]},
                            **{f"{key}_std": float(np.std([m[key] for m in per_seed])) for key in per_seed[0]},
                            "seeds": len(per_seed)}}
@@ -72,13 +76,15 @@ def evaluate_class(params: Params, run: TrackedRun) -> None:
     for name in ("original", *params.unlearn_class.methods):
         model = original if name == "original" else load_model(class_model(name), params, data.meta)
         logits = predict(model, data.images, batch)
-        results[name] = measure(logits, retrained_probs)
+        results[name] = measure(logits, retrained_probs, name)
         where[name] = destinations(logits, inputs)
     reference = results["retrain"]
     for name, metrics in results.items():
         metrics.update(read_json(runtime_path(class_model(name))))
         metrics.update(mia_nn_gap=abs(metrics["mia_nn"] - reference["mia_nn"]),
                        avg_gap=avg_gap(metrics, reference, CLASS_KEYS))
+        if "ulira_auc" in metrics:
+            metrics["ulira_gap"] = abs(metrics["ulira_auc"] - reference["ulira_auc"])
     for name, metrics in results.items():
         metrics["runtime_vs_retrain"] = metrics["runtime_s"] / reference["runtime_s"]
         rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
@@ -106,12 +112,16 @@ def _write_class_report(results: dict, where: dict, classes: list, forget_class:
             f"retrained models' mean output on the forgotten class's inputs (0-1; retrain's own value is the "
             f"distance between retrained seeds). to n(f): percent of those inputs predicted as the class the "
             f"retrained models send them to most. Avg Gap: mean absolute difference to retrain over forget, "
-            f"retain and test accuracy and MIA-NN AUC. Retrain: the mean over {results['retrain']['seeds']} seeds. "
+            f"retain and test accuracy and MIA-NN AUC. U-LiRA AUC: how well a per-sample likelihood-ratio test on "
+            f"shadow models that the same method unlearned tells the class's train samples from its test "
+            f"samples (retrain's value, about 50, is the target; U-LiRA gap: the distance to it). "
+            f"Retrain: the mean over {results['retrain']['seeds']} seeds. "
             f"The retrained models send the class mostly to class {classes[landmarks['nearest_class']]} (n(f)); "
             f"the original model's classifier weights rank class {classes[landmarks['head_similar_class']]} as "
             f"most similar to it (where TRW's tilt sends it).")
     header = ["model", *REPORT_COLUMNS.values()]
-    rows = [[name, *(f"{m[key]:.3f}" if key == "tv_to_retrain" else f"{m[key]:.2f}" for key in REPORT_COLUMNS)]
+    rows = [[name, *("-" if key not in m else f"{m[key]:.3f}" if key == "tv_to_retrain" else f"{m[key]:.2f}"
+                     for key in REPORT_COLUMNS)]
             for name, m in results.items()]
     table = markdown_table(header, rows)
     write_text(REPORTS_DIR / "class_results.md", f"# Class unlearning\n\n{note}\n\n{table}\n")

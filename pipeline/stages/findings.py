@@ -1,10 +1,12 @@
-"""Stage ``findings`` (studies/dvc.yaml): the thesis's findings F1-F4 on the random track,
+"""Stage ``findings`` (studies/dvc.yaml): the thesis's findings F1-F6,
 judged by the rules of :mod:`unlearn.findings` from what the studies measured.
 
 - F1 (AMUN has the smallest Avg Gap) and F4 (RMIA is a stronger test than the SVC
   attack): the seed study's cells (``sweep_cell``, ``sweep_method``);
 - F2 (smoother models, smaller gap for AMUN): ``smoothness@<seed>``;
-- F3 (smoothness raises transferability): ``transfer@<seed>``.
+- F3 (smoothness raises transferability): ``transfer@<seed>``;
+- F5 (MIA-NN exposes prior class-unlearning methods) and F6 (TRW has the smallest MIA-NN
+  and U-LiRA gaps): the class study's cells (``class_cell``, ``class_method``).
 
 Writes ``metrics/findings.json``, ``reports/findings.md``, ``reports/study.html`` (the
 findings, the smoothness and transfer tables and the heat maps), ``metrics/transfer.json``
@@ -34,11 +36,15 @@ def _read(path: Path) -> dict:
 
 
 @stage("findings", ("sweep.seeds", "sweep.forget_seeds", "sweep.methods", "smoothness.targets", "smoothness.seeds",
-                    "smoothness.methods", "transfer.targets", "transfer.seeds"))
+                    "smoothness.methods", "transfer.targets", "transfer.seeds", "class_sweep.seeds",
+                    "class_sweep.classes", "class_sweep.methods"))
 def findings(params: Params, run: TrackedRun) -> None:
-    from unlearn.findings import seed_study_findings, smoother_more_transferable, smoother_smaller_gap
+    from unlearn.findings import (class_study_findings, seed_study_findings, smoother_more_transferable,
+                                  smoother_smaller_gap)
+    from unlearn_pipeline.class_study import class_cells
 
     seed_study = seed_study_findings(_sweep_cells(params))
+    class_study = class_study_findings(class_cells(params))
     smooth = _smoothness(params)
     transfer = _transfer(params)
     result = {
@@ -47,6 +53,7 @@ def findings(params: Params, run: TrackedRun) -> None:
         "F3": smoother_more_transferable(transfer["pairs"], transfer["all_smooth"], target_label(None),
                                          target_label(min(t for t in params.transfer.targets if t is not None))),
         "F4": seed_study["F4"],
+        **class_study,
     }
     write_json(METRICS_DIR / "findings.json", result)
     write_json(METRICS_DIR / "smoothness.json", smooth["summary"])
@@ -140,10 +147,10 @@ def _tables(result: dict, smooth: dict, transfer: dict) -> list[tuple[str, list[
     return tables
 
 
-INTRO = ("The thesis's findings on random-sample unlearning and smooth models, each judged by the rule stated "
-         "with it over the cells or seeds the studies measured (`dvc repro studies/dvc.yaml`). Mean ± half-width "
-         "of the 95% Student-t interval. Nothing was tuned towards a finding: a verdict other than yes is a "
-         "measurement.")
+INTRO = ("The thesis's findings on random-sample unlearning, smooth models and class unlearning, each judged by "
+         "the rule stated with it over the cells or seeds the studies measured (`dvc repro studies/dvc.yaml`). "
+         "Mean ± half-width of the 95% Student-t interval. Nothing was tuned towards a finding: a verdict other "
+         "than yes is a measurement.")
 
 
 def _markdown(result: dict, smooth: dict, transfer: dict) -> str:

@@ -14,15 +14,17 @@ from unlearn_pipeline.common import (ADVERSARIAL, Prepared, load_prepared, model
 from unlearn_pipeline.model_store import input_example, load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
+from unlearn_pipeline.ulira import unlearn_shadows
 
 log = logging.getLogger(__name__)
 
 
-@stage("unlearn", ("seed", "model", "unlearn.${item}", "execution.precision"))
+@stage("unlearn", ("seed", "model", "unlearn.${item}", "adversarial", "ulira.shadows", "execution.precision"))
 def unlearn(params: Params, run: TrackedRun, method_name: str) -> None:
     """Unlearn the forget set from the original model with ``method_name`` (a name in
     :data:`unlearn.unlearning.METHODS`, settings ``unlearn.<method>``): the model and its
-    runtime (stage ``evaluate`` measures it and compares it with retrain).
+    runtime (stage ``evaluate`` measures it and compares it with retrain); then U-LiRA's
+    shadows of the random track unlearned the same way (:func:`unlearn_shadows`).
 
     ``runtime_s`` is the method's wall-clock time; for AMUN it includes building D_A
     (stage ``adversarial``, calibration included), which the method needs."""
@@ -46,6 +48,7 @@ def unlearn(params: Params, run: TrackedRun, method_name: str) -> None:
     log.info("%s: unlearned %d samples in %.2f s", method_name, len(task.forget), seconds)
     run.log_metrics({"runtime_s": seconds})
     run.log_model(model, f"unlearn-{method_name}", input_example(data))
+    unlearn_shadows(method_name, cfg, "random", params, data)
 
 
 def _load_adversarial(data: Prepared):

@@ -310,16 +310,22 @@ class TrwConfig(RemainOptionalConfig):
 
 
 class ScrubConfig(FinetuneConfig):
-    """SCRUB: ``max_epochs`` of the ``epochs`` also run the forget-set "max" pass; the remain
-    loss is CE + ``alpha`` * KL to the original model at ``kd_temperature``."""
+    """SCRUB: ``max_epochs`` of the ``epochs`` also run the forget-set "max" pass (in batches of
+    ``forget_batch_size``; null = ``batch_size``); the remain loss is ``gamma`` * CE +
+    ``alpha`` * KL to the original model at ``kd_temperature`` (times T^2 when
+    ``kd_t_squared``, as SCRUB's code scales it). ``presets/scrub-official.yaml`` sets the
+    authors' CIFAR settings."""
 
     epochs: PositiveInt = 8
     batch_size: PositiveInt = 64
+    forget_batch_size: Optional[PositiveInt] = None
     lr: PositiveFloat = 0.05
     schedule: Literal["constant", "step", "cosine"] = "constant"
     max_epochs: NonNegInt = 5
     alpha: NonNegFloat = 1.0
+    gamma: NonNegFloat = 1.0
     kd_temperature: PositiveFloat = 2.0
+    kd_t_squared: bool = False
 
 
 class UnlearnClassConfig(_MethodSections):
@@ -362,6 +368,23 @@ class ReferencesConfig(_Section):
 
     K: PositiveInt = 8
     epochs: Optional[PositiveInt] = None
+
+
+class UliraConfig(_Section):
+    """U-LiRA (:mod:`unlearn.evaluation.ulira`; stages ``ulira_shadows``, ``unlearn@<method>``,
+    ``unlearn_class@<method>``, ``evaluate``, ``evaluate_class``): ``shadows`` shadow models
+    per track, each unlearned by every method (0: no U-LiRA); ``fixed_variance``: one
+    pooled variance instead of one per candidate."""
+
+    shadows: NonNegInt = 4
+    fixed_variance: bool = True
+
+    @model_validator(mode="after")
+    def _enough(self) -> "UliraConfig":
+        if 0 < self.shadows < 4:
+            raise ValueError(f"shadows {self.shadows}: U-LiRA needs 0 (off) or >= 4 (2 that unlearned and 2 that "
+                             f"never saw each candidate)")
+        return self
 
 
 class MiaConfig(_Section):
@@ -422,6 +445,43 @@ class SweepConfig(_Section):
         if self.tuning_forget_seed in self.forget_seeds:
             raise ValueError(f"tuning_forget_seed {self.tuning_forget_seed} is also an evaluation forget seed; "
                              f"tune on a separate forget set")
+        empty = [m for m, grid in self.lr_grid.items() if not grid]
+        if empty:
+            raise ValueError(f"lr_grid.{empty[0]} is empty")
+        return self
+
+
+CLASS_TRACK_METHODS = tuple(UnlearnClassConfig.model_fields)
+
+
+class ClassSweepConfig(_Section):
+    """Multi-seed results of the class track (studies/dvc.yaml: ``class_cell@<seed>-<class>``,
+    ``class_tuning_cell``, ``class_method@<method>``, ``class_report``; findings F5, F6).
+
+    Every (``seeds`` x ``classes``) cell trains its own original model, ``class_track.retrain_seeds``
+    models retrained without the class and ``ulira.shadows`` U-LiRA shadows (and as many
+    retrained shadows). Each method of ``methods`` first has its learning rate chosen from
+    ``lr_grid`` by the smallest ``select_by`` on the tuning cell (``tuning_seed``,
+    ``tuning_class``: a class that is not evaluated); the cells then use that rate. The
+    report gives mean and 95% interval over cells of the MIA-NN gap, the U-LiRA gap, the TV
+    distance to retrain and the Avg Gap, with retrain's seed-to-seed MIA-NN noise floor.
+    """
+
+    seeds: list[NonNegInt] = Field(default_factory=lambda: [0, 1, 2])
+    classes: list[NonNegInt] = Field(default_factory=lambda: [1, 7])
+    methods: list[Literal[CLASS_TRACK_METHODS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(CLASS_TRACK_METHODS))
+    lr_grid: dict[Literal[CLASS_TRACK_METHODS], list[PositiveFloat]] = Field(  # type: ignore[valid-type]
+        default_factory=dict)
+    tuning_seed: NonNegInt = 0
+    tuning_class: NonNegInt = 4
+    select_by: Literal["avg_gap", "mia_nn_gap", "tv_to_retrain"] = "avg_gap"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ClassSweepConfig":
+        _distinct_lists(self, ("seeds", "classes", "methods"))
+        if self.tuning_class in self.classes:
+            raise ValueError(f"tuning_class {self.tuning_class} is also an evaluated class; tune on another class")
         empty = [m for m, grid in self.lr_grid.items() if not grid]
         if empty:
             raise ValueError(f"lr_grid.{empty[0]} is empty")
@@ -515,8 +575,10 @@ class Params(_Section):
     mia_nn: MiaNnConfig = Field(default_factory=MiaNnConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     smoothness: SmoothnessConfig = Field(default_factory=SmoothnessConfig)
+    class_sweep: ClassSweepConfig = Field(default_factory=ClassSweepConfig)
     references: ReferencesConfig = Field(default_factory=ReferencesConfig)
     mia: MiaConfig = Field(default_factory=MiaConfig)
+    ulira: UliraConfig = Field(default_factory=UliraConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
@@ -529,9 +591,15 @@ class Params(_Section):
             raise ConfigError("params.yaml: lipschitz.bn = remove: needs model.batch_norm: false "
                               "(or bn: ignore | composite)")
         classes = DATASET_CLASSES[self.data.dataset]
-        if self.data.path is None and self.class_track.forget_class >= classes:
-            raise ConfigError(f"params.yaml: class_track.forget_class = {self.class_track.forget_class}: "
-                              f"{self.data.dataset} has classes 0..{classes - 1}")
+        if self.data.path is None:
+            sweep = self.class_sweep
+            for key, value, largest in (
+                    ("class_track.forget_class", self.class_track.forget_class, self.class_track.forget_class),
+                    ("class_sweep.classes", sweep.classes, max(sweep.classes, default=0)),
+                    ("class_sweep.tuning_class", sweep.tuning_class, sweep.tuning_class)):
+                if largest >= classes:
+                    raise ConfigError(f"params.yaml: {key} = {value}: {self.data.dataset} has classes "
+                                      f"0..{classes - 1}")
         if self.mia_nn.neighbours > classes - 1:
             raise ConfigError(f"params.yaml: mia_nn.neighbours = {self.mia_nn.neighbours}: must be at most "
                               f"{classes - 1} (the classes of {self.data.dataset} other than the forgotten one)")
@@ -602,6 +670,10 @@ def format_error(exc: ValidationError, source: str = "params.yaml") -> str:
     key = ".".join(str(part) for part in error["loc"])
     value = error.get("input")
     message = _describe(error, Params)
+    parts = [str(part) for part in error["loc"]]
+    if "[key]" in parts:  # a mapping's key (e.g. a method name in an lr_grid) that is not allowed
+        at = parts.index("[key]")
+        return f"{source}: {'.'.join(parts[:at - 1])}: unknown key {parts[at - 1]!r}; {message}"
     if error["type"] in ("missing", "extra_forbidden") or isinstance(value, dict):
         return f"{source}: {key or '<top level>'}: {message}"
     return f"{source}: {key} = {_show(value)}: {message}"

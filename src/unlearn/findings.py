@@ -150,3 +150,42 @@ def seed_study_findings(cells: Mapping[str, Sequence[Mapping]]) -> dict[str, dic
     return {"F1": amun_smallest_gap(gaps, baseline_groups(cells)),
             "F4": rmia_stronger([c["mia_rmia_auc"] for c in cells["original"]],
                                 [c["mia_loss_auc"] for c in cells["original"]], methods_told_from_retrain(cells))}
+
+
+def mia_nn_exposes(gaps: Mapping[str, Sequence[float]], floor: Sequence[float]) -> dict:
+    """F5. ``gaps``: each prior class-unlearning method's MIA-NN gap to retrain per cell;
+    ``floor``: retrain's seed-to-seed MIA-NN noise floor in the same cells."""
+    differences = {f"{name} - retrain floor": np.subtract(values, floor).tolist() for name, values in gaps.items()}
+    return _finding(
+        "MIA-NN exposes prior class-unlearning methods: their MIA-NN gap is above retrain's seed-to-seed noise",
+        "per cell, each prior method's MIA-NN gap to the retrained models minus the mean distance of one "
+        "retrained seed's MIA-NN AUC from the others'", differences,
+        {"mean_gap": {name: interval(values)["mean"] for name, values in gaps.items()},
+         "floor": interval(floor)}, len(floor))
+
+
+def trw_smallest_gaps(mia_nn_gaps: Mapping[str, Sequence[float]], ulira_gaps: Mapping[str, Sequence[float]],
+                      method: str = "trw") -> dict:
+    """F6. Per-cell MIA-NN and U-LiRA gaps of every class-track method, ``method`` (TRW) among them."""
+    differences = {f"{attack}: {name} - {method}": np.subtract(gaps[name], gaps[method]).tolist()
+                   for attack, gaps in (("MIA-NN", mia_nn_gaps), ("U-LiRA", ulira_gaps)) for name in gaps
+                   if name != method}
+    return _finding(
+        "TRW has the smallest MIA-NN gap and the smallest U-LiRA gap to retrain",
+        "per cell, each other method's MIA-NN gap (and U-LiRA gap) minus TRW's", differences,
+        {"mean_gap": {attack: {name: interval(values)["mean"] for name, values in gaps.items()}
+                      for attack, gaps in (("MIA-NN", mia_nn_gaps), ("U-LiRA", ulira_gaps))}},
+        len(mia_nn_gaps[method]))
+
+
+def class_study_findings(cells: Mapping[str, Sequence[Mapping]], method: str = "trw") -> dict[str, dict]:
+    """F5 and F6 from the class study's cells: model (``retrain`` with ``mia_nn_floor``, each
+    method) -> its metrics per cell (the same cells in the same order), each method with
+    ``mia_nn_gap`` and ``ulira_gap``."""
+    methods = [name for name in cells if name not in BASES]
+    prior = [name for name in methods if name != method]
+    floor = [c["mia_nn_floor"] for c in cells["retrain"]]
+    mia_nn = {name: [c["mia_nn_gap"] for c in cells[name]] for name in methods}
+    ulira = {name: [c["ulira_gap"] for c in cells[name]] for name in methods}
+    return {"F5": mia_nn_exposes({name: mia_nn[name] for name in prior}, floor),
+            "F6": trw_smallest_gaps(mia_nn, ulira, method)}

@@ -9,9 +9,11 @@ import pytest
 from tests.conftest import ALL_STAGES, CLASS_METHODS, MODELS, STUDY_STAGES, mlflow_runs, write_params
 
 pytestmark = pytest.mark.slow
-CLASS_KEYS = {"forget_acc", "retain_acc", "test_acc", "mia_nn", "mia_nn_gap", "tv_to_retrain", "avg_gap", "runtime_s"}
+CLASS_KEYS = {"forget_acc", "retain_acc", "test_acc", "mia_nn", "mia_nn_gap", "tv_to_retrain", "avg_gap", "runtime_s",
+              "ulira_auc", "ulira_gap"}
 METHOD_KEYS = {"forget_acc", "retain_acc", "test_acc", "mia_svc", "avg_gap", "runtime_s", "runtime_vs_retrain",
-               "mia_rmia_auc", "mia_lira_auc", "mia_rmia_tpr_at_1fpr", "mia_loss_auc", "avg_gap_svc"}
+               "mia_rmia_auc", "mia_lira_auc", "mia_rmia_tpr_at_1fpr", "mia_loss_auc", "avg_gap_svc", "ulira_auc",
+               "ulira_gap"}
 
 
 def repro(root, *targets: str) -> set[str]:
@@ -31,9 +33,10 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
         metrics = json.loads((project / "metrics" / "random" / f"{name}.json").read_text())
         assert METHOD_KEYS <= set(metrics), name
         assert metrics["runtime_s"] > 0 and metrics["avg_gap"] >= 0
-        assert all(0 <= metrics[k] <= 100 for k in ("mia_rmia_auc", "mia_lira_auc", "mia_rmia_tpr_at_1fpr"))
+        assert all(0 <= metrics[k] <= 100 for k in ("mia_rmia_auc", "mia_lira_auc", "mia_rmia_tpr_at_1fpr",
+                                                    "ulira_auc"))
         if name == "retrain":
-            assert metrics["avg_gap"] == 0 and metrics["runtime_vs_retrain"] == 1
+            assert metrics["avg_gap"] == 0 and metrics["runtime_vs_retrain"] == 1 and metrics["ulira_gap"] == 0
         assert len((project / "plots" / "roc" / f"{name}.csv").read_text().splitlines()) == 102
     assert (project / "data" / "references" / "keep.npy").exists()
     page = (project / "reports" / "index.html").read_text()
@@ -52,7 +55,9 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
         metrics = json.loads((project / "metrics" / "class" / f"{name}.json").read_text())
         assert CLASS_KEYS <= set(metrics), name
         assert all(0 <= metrics[k] <= 100 for k in ("forget_acc", "retain_acc", "test_acc", "mia_nn"))
-        assert 0 <= metrics["tv_to_retrain"] <= 1 and metrics["runtime_s"] > 0
+        assert 0 <= metrics["tv_to_retrain"] <= 1 and metrics["runtime_s"] > 0 and 0 <= metrics["ulira_auc"] <= 100
+    assert "tilt_strength" in json.loads((project / "metrics" / "class" / "trw.json").read_text())
+    assert len(list((project / "data" / "ulira" / "shadows" / "class").glob("original_*.pt"))) == 4
     retrained = json.loads((project / "metrics" / "class" / "retrain.json").read_text())
     assert retrained["forget_acc"] == 0 and retrained["seeds"] == 2 and retrained["avg_gap"] == 0
     class_report = (project / "reports" / "class_results.md").read_text()
@@ -75,7 +80,7 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
 
     write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
     assert repro(project) == {"unlearn@ft", "evaluate"}
-    write_params(project, {"unlearn_class": {"trw": {"beta": 0.0}}})
+    write_params(project, {"unlearn_class": {"trw": {"strength": 0.0}}})
     assert repro(project) == {"unlearn_class@trw", "evaluate_class"}
     with open(project / "src" / "unlearn" / "evaluation" / "gap.py", "a") as handle:  # the Avg Gap's code
         handle.write("\n# edited\n")
@@ -127,7 +132,7 @@ def test_the_seed_study_runs_per_method_and_reruns_only_what_changed(project):
         "from", "avg_gap", "avg_gap_svc"}
     assert len(list((project / "data/sweep/cells/seed0-forget0/references").glob("logits_*.pt"))) == 4
     findings = json.loads((project / "metrics" / "findings.json").read_text())
-    assert set(findings) == {"F1", "F2", "F3", "F4"}
+    assert set(findings) == {"F1", "F2", "F3", "F4", "F5", "F6"}
     for finding in findings.values():
         assert finding["holds"] in ("yes", "no", "inconclusive") and finding["rule"] and finding["evidence"]
         assert (finding["why"] == "") == (finding["holds"] == "yes")
@@ -137,6 +142,13 @@ def test_the_seed_study_runs_per_method_and_reruns_only_what_changed(project):
         "none->none", "none->L1", "L1->none", "L1->L1"}
     assert transfer["models"]["target.L1"]["smooth"] and transfer["models"]["source.L1"]["limit"] == 1.0
     assert "Findings" in (project / "reports" / "findings.md").read_text()
+    classes = json.loads((project / "metrics" / "class_sweep.json").read_text())
+    assert classes["cells"] == 2 and set(classes["models"]) == {"retrain", "original", "trw", "ft"}
+    assert classes["lr"]["ft"] in (0.01, 0.05) and set(classes["differences_from_trw"]["ft"]) == {
+        "mia_nn_gap", "ulira_gap", "tv_to_retrain"}
+    assert {"mia_nn_floor", "ulira_auc"} <= set(classes["models"]["retrain"])
+    assert findings["F6"]["cells"] == 2 and "U-LiRA: ft - trw" in findings["F6"]["evidence"]["differences"]
+    assert "F5" in (project / "reports" / "class_sweep.md").read_text()
     write_params(project, {"unlearn": {"amun": {"lr": 0.02}}})
     assert repro(project, "studies/dvc.yaml") == {"sweep_method@amun", "sweep_report", "findings",
                                                   "smoothness@0"}  # not FT's; smoothness reads all of unlearn

@@ -117,6 +117,15 @@ def test_model_names_match_the_registry():
                                                    "scheduler address such as tcp://127.0.0.1:8786 (or null: run "
                                                    "locally)"),
     ({"mia_nn": {"features": "raw"}}, "params.yaml: mia_nn.features = raw: must be one of: 'neighbours' or 'sorted'"),
+    ({"ulira": {"shadows": 2}}, "params.yaml: ulira: shadows 2: U-LiRA needs 0 (off) or >= 4 (2 that unlearned and 2 "
+                                "that never saw each candidate)"),
+    ({"unlearn_class": {"trw": {"target": "onehot"}}}, "params.yaml: unlearn_class.trw.target = onehot: must be one "
+                                                        "of: 'maxent' or 'softmax'"),
+    ({"class_sweep": {"tuning_class": 1}}, "params.yaml: class_sweep: tuning_class 1 is also an evaluated class; "
+                                           "tune on another class"),
+    ({"class_sweep": {"classes": [1, 12]}}, "params.yaml: class_sweep.classes = [1, 12]: digits has classes 0..9"),
+    ({"class_sweep": {"lr_grid": {"amun": [0.1]}}}, "params.yaml: class_sweep.lr_grid: unknown key 'amun'; must be "
+                                                    "one of: 'trw', 'ft', 'rl', 'ga', 'bs', 'be', 'salun' or 'scrub'"),
 ])
 def test_bad_attack_and_unlearning_settings(raw, expected):
     assert error_for(raw) == expected

@@ -53,3 +53,19 @@ def test_f4_compares_rmia_with_the_svc_feature_on_the_original():
     finding = rmia_stronger([62.0, 64.0, 63.0], [55.0, 56.0, 54.0], {"rmia": 5, "svc": 2})
     assert finding["holds"] == "yes" and finding["evidence"]["methods_told_from_retrain"] == {"rmia": 5, "svc": 2}
     assert rmia_stronger([50.0, 51.0], [55.0, 56.0], {})["holds"] == "no"
+
+
+def test_class_study_findings_compare_prior_methods_with_the_noise_floor_and_with_trw():
+    from unlearn.findings import class_study_findings
+
+    cells = {"retrain": [{"mia_nn_floor": f} for f in (1.0, 2.0, 1.5)],
+             "trw": [{"mia_nn_gap": g, "ulira_gap": u} for g, u in ((1.0, 2.0), (2.0, 1.0), (1.5, 1.5))],
+             "ft": [{"mia_nn_gap": g, "ulira_gap": u} for g, u in ((20.0, 10.0), (22.0, 12.0), (21.0, 11.0))],
+             "ga": [{"mia_nn_gap": g, "ulira_gap": u} for g, u in ((1.0, 10.0), (2.5, 12.0), (1.0, 11.0))]}
+    found = class_study_findings(cells)
+    assert found["F5"]["holds"] == "no" and found["F5"]["why"].startswith("ga - retrain floor")
+    assert set(found["F5"]["evidence"]["differences"]) == {"ft - retrain floor", "ga - retrain floor"}
+    assert found["F6"]["holds"] == "no" and found["F6"]["why"].startswith("MIA-NN: ga - trw")
+    del cells["ga"]
+    found = class_study_findings(cells)
+    assert found["F5"]["holds"] == "yes" and found["F6"]["holds"] == "yes" and found["F6"]["cells"] == 3

@@ -59,11 +59,12 @@ def boundary_expanding(model: nn.Module, task, cfg, generator: torch.Generator) 
 @register("scrub", always_remain=True, tracks=("class",))
 def scrub(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     """SCRUB (Kurmanji et al., NeurIPS 2023): the original model is a frozen teacher; the
-    model (student) alternates a "max" pass over the forget set, raising
-    KL(teacher || student), during the first ``cfg.max_epochs`` of ``cfg.epochs``, and a
-    "min" pass over the remain set minimising CE + ``cfg.alpha`` * KL(teacher || student);
-    KL at ``cfg.kd_temperature``. SGD with ``cfg``'s learning rate, momentum and weight
-    decay (constant rate).
+    model (student) alternates a "max" pass over the forget set (batches of
+    ``cfg.forget_batch_size``), raising KL(teacher || student), during the first
+    ``cfg.max_epochs`` of ``cfg.epochs``, and a "min" pass over the remain set minimising
+    ``cfg.gamma`` * CE + ``cfg.alpha`` * KL(teacher || student); KL at ``cfg.kd_temperature``,
+    multiplied by its square when ``cfg.kd_t_squared`` (SCRUB's code). SGD with ``cfg``'s
+    learning rate, momentum and weight decay (constant rate).
     The first max step has zero gradient (the student starts as the teacher); it is the
     min passes that move the student off it, so SCRUB needs several epochs."""
     teacher = copy.deepcopy(model).eval()
@@ -76,7 +77,8 @@ def scrub(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     def divergence(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             target = F.softmax(forward(teacher, x) / cfg.kd_temperature, dim=1)
-        return F.kl_div(F.log_softmax(logits / cfg.kd_temperature, dim=1), target, reduction="batchmean")
+        scale = cfg.kd_temperature ** 2 if cfg.kd_t_squared else 1.0
+        return scale * F.kl_div(F.log_softmax(logits / cfg.kd_temperature, dim=1), target, reduction="batchmean")
 
     def max_loss(idx: torch.Tensor) -> torch.Tensor:
         x = gather(xf, idx, device)
@@ -85,10 +87,10 @@ def scrub(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     def min_loss(idx: torch.Tensor) -> torch.Tensor:
         x = gather(xr, idx, device)
         logits = forward(model, x)
-        return F.cross_entropy(logits, gather(yr, idx, device)) + cfg.alpha * divergence(x, logits)
+        return cfg.gamma * F.cross_entropy(logits, gather(yr, idx, device)) + cfg.alpha * divergence(x, logits)
 
-    def one_pass(size: int, loss_fn) -> None:
-        for idx in torch.randperm(size, generator=generator).split(cfg.batch_size):
+    def one_pass(size: int, loss_fn, batch_size: int) -> None:
+        for idx in torch.randperm(size, generator=generator).split(batch_size):
             loss = loss_fn(idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -97,5 +99,5 @@ def scrub(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     with train_mode(model):
         for epoch in range(1, cfg.epochs + 1):
             if epoch <= cfg.max_epochs:
-                one_pass(len(xf), max_loss)
-            one_pass(len(xr), min_loss)
+                one_pass(len(xf), max_loss, cfg.forget_batch_size or cfg.batch_size)
+            one_pass(len(xr), min_loss, cfg.batch_size)

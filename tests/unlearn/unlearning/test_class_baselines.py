@@ -15,10 +15,12 @@ from unlearn.unlearning.class_baselines import boundary_expanding, scrub
 @pytest.fixture(scope="module")
 def setup():
     data = load_dataset("digits")
-    images, labels = data.images[:600], data.labels[:600]
+    images, labels = data.images[:900], data.labels[:900]  # the model trains on the first 600, 600.. are held out
     model = create_model("small_cnn", in_channels=1, num_classes=10, mean=[0.3], std=[0.3], seed=0, width=8)
-    train_(model, images, labels, TrainConfig(epochs=6, batch_size=32), generator=torch.Generator().manual_seed(0))
-    task = ForgetTask(images, labels, torch.nonzero(labels == 3).squeeze(1), torch.nonzero(labels != 3).squeeze(1), 10)
+    train_(model, images[:600], labels[:600], TrainConfig(epochs=6, batch_size=32),
+           generator=torch.Generator().manual_seed(0))
+    task = ForgetTask(images, labels, torch.nonzero(labels[:600] == 3).squeeze(1),
+                      torch.nonzero(labels[:600] != 3).squeeze(1), 10, holdout=torch.arange(600, 900))
     return model.eval(), task
 
 
