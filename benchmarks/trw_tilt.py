@@ -23,7 +23,7 @@ lambda per class.
     python benchmarks/trw_tilt.py --dataset digits --epochs 20 --batch-size 64 --classes 1 \
         --seeds 0,1,2 --strengths 0,2,5,10,20 --json /tmp/trw_digits_class1.json
     python benchmarks/trw_tilt.py --dataset cifar10 --train 2000 --test 1000 --epochs 30 --batch-size 32 \
-        --classes 0,1,9 --seeds 0,1 --strengths 0,5,20 --json /tmp/trw_cifar10.json
+        --classes 0,1,9 --seeds 0,1,2 --strengths 0,5,20 --json /tmp/trw_cifar10.json
 """
 
 from __future__ import annotations
