@@ -16,17 +16,17 @@ def test_stage_order_comes_from_dvc(project):
     assert order[0] == "prepare"
     assert order.index("evaluate") > max(order.index("unlearn@amun"), order.index("retrain"))
     by_name = {n.address: n for n in nodes}
-    assert by_name["evaluate"].upstream == ("prepare", "references", "retrain", "train",
+    assert by_name["evaluate"].upstream == ("prepare", "references", "retrain", "train", "ulira_shadows",
                                             *(f"unlearn@{m}" for m in sorted(METHODS)))
     assert by_name["evaluate"].cmd == "python -m unlearn_pipeline evaluate"
-    assert by_name["unlearn@amun"].upstream == ("adversarial", "prepare", "train")
+    assert by_name["unlearn@amun"].upstream == ("adversarial", "prepare", "train", "ulira_shadows")
     assert [n.address for n in dvc_stages(project, ["train"])] == ["prepare", "train"]
-    assert by_name["evaluate_class"].upstream == ("prepare", "references", "retrain_class", "train",
+    assert by_name["evaluate_class"].upstream == ("prepare", "references", "retrain_class", "train", "ulira_shadows",
                                                   *(f"unlearn_class@{m}" for m in sorted(CLASS_METHODS)))
 
 
 TARGETS = ["retrain", "unlearn_class@trw"]  # a sub-graph where two branches can overlap after train
-TARGET_STAGES = {"prepare", "train", *TARGETS}
+TARGET_STAGES = {"prepare", "train", "ulira_shadows", *TARGETS}
 
 
 def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefect_server):

@@ -101,7 +101,7 @@ def test_no_library_function_moves_a_batch_back_to_the_cpu(method, digits, no_wa
     remain = torch.nonzero(labels != 3).squeeze(1)
     found = adversarial_set(model, images[forget].float() / 255, labels[forget], eps_init=0.5, steps=2,
                             max_doublings=1)
-    task = ForgetTask(images, labels, forget, remain, 10, found)
+    task = ForgetTask(images, labels, forget, remain, 10, found, holdout=forget[:20])  # TRW's constraint reads it
     section = UnlearnConfig if method in UnlearnConfig.model_fields else UnlearnClassConfig
     cfg = section.model_fields[method].annotation(epochs=1, **({"max_epochs": 1} if method == "scrub" else {}))
     METHODS.get(method).run(copy.deepcopy(model), task, cfg, torch.Generator().manual_seed(0))

@@ -16,11 +16,11 @@ retrained model would give, estimated from the original model alone:
    ``mean_x E_q(x)[s] = c``. Its solution is the exponential family
    ``q_j ∝ p~_j exp(lambda s_j)``; ``lambda`` (the tilt strength) solves the constraint
    by bisection (the expectation rises monotonically in lambda).
-   The paper leaves the constraint's level open; here (``constraint: holdout``) it is
-   estimated without retraining: c is the expected similarity under the original
-   model's renormalised output on held-out inputs of class f (``task.holdout``, samples
-   it never trained on), i.e. where the original model's confusion between f and the
-   other classes is not suppressed by memorisation. ``strength`` set to a number fixes
+   The paper leaves the constraint's level open; here it is estimated without
+   retraining: c is the expected similarity under the original model's renormalised
+   output on held-out inputs of class f (``task.holdout``, samples it never trained
+   on), where its confusion between f and the other classes is not suppressed by
+   memorisation. ``strength`` set to a number fixes
    lambda instead (0: plain renormalisation).
    ``target: softmax`` keeps this project's first reading for comparison: the cosine
    similarities go through a softmax at ``temperature`` and the tilt is a fixed
@@ -160,8 +160,7 @@ def _softmax_outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     device = model_device(model)
     with torch.no_grad(), train_mode(model, False):
-        return torch.cat([torch.softmax(forward(model, to_batch(chunk, device)), dim=1).cpu()
-                          for chunk in x.split(512)])
+        return torch.cat([torch.softmax(forward(model, to_batch(chunk, device)), dim=1) for chunk in x.split(512)])
 
 
 def targets_for(model: nn.Module, task, cfg) -> tuple[torch.Tensor, float]:
@@ -193,13 +192,14 @@ def trw_unlearn(model: nn.Module, task, cfg, generator: torch.Generator) -> None
     remain samples towards their labels (cross-entropy), in shuffled batches with the SGD
     recipe ``cfg``. The targets come from the model as it is before fine-tuning (the
     original model); see the module docstring and :class:`unlearn.config.TrwConfig`."""
+    from unlearn.device import move
     from unlearn.training import train_
 
     xf, yf = task.split("forget")
-    soft, _ = targets_for(model, task, cfg)
-    x, y, soft = xf, yf, soft.to(yf.device)
+    soft, _ = targets_for(model, task, cfg)  # on the model's device, as train_ gathers it
+    x, y = xf, yf
     if cfg.use_remain:
         xr, yr = task.split("remain")
         x, y = torch.cat([xf, xr]), torch.cat([yf, yr])
-        soft = torch.cat([soft, nn.functional.one_hot(yr, task.num_classes).float()])
+        soft = torch.cat([soft, move(nn.functional.one_hot(yr, task.num_classes).float(), soft.device)])
     train_(model, x, y, cfg, generator=generator, soft_labels=soft)
