@@ -113,8 +113,12 @@ def load_shadow_logits(track: str, kind: str, shadows: int) -> torch.Tensor:
 
 def unlearn_shadows(method_name: str, cfg, track: str, params: Params, data: Prepared) -> None:
     """Unlearn each shadow's half of the candidates with ``method_name`` (settings ``cfg``) and
-    save the shadows' logits on the candidates (:func:`unlearned_path`)."""
+    save the shadows' logits on the candidates (:func:`unlearned_path`; an empty tensor when
+    ``ulira.shadows`` is 0, so that the stage's outputs exist)."""
+    import torch
+
     if params.ulira.shadows == 0:
+        save_tensors(unlearned_path(track, method_name), {"logits": torch.empty(0)})
         return
     states = [load_tensors(shadow_path(track, "original", s))["state"] for s in range(params.ulira.shadows)]
     seeds = [shadow_seed(params.seed, track, "unlearn", s) for s in range(params.ulira.shadows)]
@@ -123,11 +127,10 @@ def unlearn_shadows(method_name: str, cfg, track: str, params: Params, data: Pre
 
 
 def unlearned_logits(method_name: str, cfg, found: Candidates, states: list[dict], seeds: list[int], params: Params,
-                     data: Prepared, meta: dict | None = None) -> torch.Tensor:
+                     data: Prepared) -> torch.Tensor:
     """(S, M, C): each shadow (its weights ``states[s]``) after ``method_name`` unlearned its half
     of the candidates (with the generator seed ``seeds[s]``), on the candidates. AMUN's D_A is
-    built from each shadow as the ``adversarial`` stage builds it from the original.
-    ``meta``: the models' normalisation when not ``data.meta``'s."""
+    built from each shadow as the ``adversarial`` stage builds it from the original."""
     import torch
 
     from unlearn.evaluation import predict
@@ -137,7 +140,7 @@ def unlearned_logits(method_name: str, cfg, found: Candidates, states: list[dict
     method = METHODS.get(method_name)
     logits = []
     for s, state in enumerate(states):
-        model = build_model(params, meta or data.meta)
+        model = build_model(params, data.meta)
         model.load_state_dict(state)
         forget = torch.as_tensor(found.shadow_forget(s))
         adversarial = _adversarial(model, data, forget, params) if method.needs_adversarial else None

@@ -254,7 +254,7 @@ def class_report(params: Params, run: TrackedRun) -> None:
         "mia_nn_above_floor": above_floor, "differences_from_trw": from_trw, "select_by": sweep.select_by,
         "lr": {m: result["lr"] for m, result in methods.items()}})
     verdicts = {}
-    if "trw" in methods and len(methods) > 1 and params.ulira.shadows:
+    if "trw" in methods and len(methods) > 1:
         from unlearn.findings import class_study_findings
 
         verdicts = class_study_findings(per_model)

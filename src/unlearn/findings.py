@@ -166,12 +166,14 @@ def mia_nn_exposes(gaps: Mapping[str, Sequence[float]], floor: Sequence[float]) 
 
 def trw_smallest_gaps(mia_nn_gaps: Mapping[str, Sequence[float]], ulira_gaps: Mapping[str, Sequence[float]],
                       method: str = "trw") -> dict:
-    """F6. Per-cell MIA-NN and U-LiRA gaps of every class-track method, ``method`` (TRW) among them."""
+    """F6. Per-cell MIA-NN and U-LiRA gaps of every class-track method, ``method`` (TRW) among
+    them; ``ulira_gaps`` is empty when U-LiRA was off (``ulira.shadows: 0``): MIA-NN alone."""
     differences = {f"{attack}: {name} - {method}": np.subtract(gaps[name], gaps[method]).tolist()
                    for attack, gaps in (("MIA-NN", mia_nn_gaps), ("U-LiRA", ulira_gaps)) for name in gaps
                    if name != method}
+    claim = "TRW has the smallest MIA-NN gap and the smallest U-LiRA gap to retrain"
     return _finding(
-        "TRW has the smallest MIA-NN gap and the smallest U-LiRA gap to retrain",
+        claim if ulira_gaps else f"{claim} (U-LiRA off: MIA-NN only)",
         "per cell, each other method's MIA-NN gap (and U-LiRA gap) minus TRW's", differences,
         {"mean_gap": {attack: {name: interval(values)["mean"] for name, values in gaps.items()}
                       for attack, gaps in (("MIA-NN", mia_nn_gaps), ("U-LiRA", ulira_gaps))}},
@@ -186,6 +188,7 @@ def class_study_findings(cells: Mapping[str, Sequence[Mapping]], method: str = "
     prior = [name for name in methods if name != method]
     floor = [c["mia_nn_floor"] for c in cells["retrain"]]
     mia_nn = {name: [c["mia_nn_gap"] for c in cells[name]] for name in methods}
-    ulira = {name: [c["ulira_gap"] for c in cells[name]] for name in methods}
+    measured = all("ulira_gap" in c for name in methods for c in cells[name])
+    ulira = {name: [c["ulira_gap"] for c in cells[name]] for name in methods} if measured else {}
     return {"F5": mia_nn_exposes({name: mia_nn[name] for name in prior}, floor),
             "F6": trw_smallest_gaps(mia_nn, ulira, method)}

@@ -69,3 +69,14 @@ def test_class_study_findings_compare_prior_methods_with_the_noise_floor_and_wit
     del cells["ga"]
     found = class_study_findings(cells)
     assert found["F5"]["holds"] == "yes" and found["F6"]["holds"] == "yes" and found["F6"]["cells"] == 3
+
+
+def test_f6_falls_back_to_mia_nn_when_u_lira_is_off():
+    from unlearn.findings import class_study_findings
+
+    cells = {"retrain": [{"mia_nn_floor": 1.0}] * 3,
+             "trw": [{"mia_nn_gap": g} for g in (1.0, 2.0, 1.5)],
+             "ft": [{"mia_nn_gap": g} for g in (20.0, 22.0, 21.0)]}
+    found = class_study_findings(cells)
+    assert found["F6"]["holds"] == "yes" and found["F6"]["claim"].endswith("(U-LiRA off: MIA-NN only)")
+    assert list(found["F6"]["evidence"]["differences"]) == ["MIA-NN: ft - trw"]

@@ -44,9 +44,11 @@ def candidates(forget: np.ndarray, never_seen: np.ndarray, seed: int) -> tuple[n
 
 def shadow_keep(shadows: int, count: int, seed: int | tuple) -> np.ndarray:
     """(shadows, count) bool: which candidates each shadow trains on (and then unlearns);
-    every candidate in exactly floor(shadows / 2) of them."""
+    every candidate in exactly floor(shadows / 2) of them (none for 0 shadows: U-LiRA off)."""
     from unlearn.evaluation.suite import keep_matrix
 
+    if shadows == 0:
+        return np.zeros((0, count), dtype=bool)
     if shadows < 4:
         raise ValueError(f"U-LiRA needs >= 4 shadow models (2 that unlearned and 2 that never saw each "
                          f"candidate), got {shadows}")

@@ -60,3 +60,4 @@ def test_every_candidate_is_unlearned_by_half_the_shadows():
     assert keep.shape == (6, 50) and (keep.sum(0) == 3).all()
     with pytest.raises(ValueError, match=">= 4 shadow models"):
         shadow_keep(3, 50, seed=1)
+    assert shadow_keep(0, 50, seed=1).shape == (0, 50)  # ulira.shadows: 0, U-LiRA off
