@@ -143,11 +143,11 @@ def test_the_seed_study_runs_per_method_and_reruns_only_what_changed(project):
     assert transfer["models"]["target.L1"]["smooth"] and transfer["models"]["source.L1"]["limit"] == 1.0
     assert "Findings" in (project / "reports" / "findings.md").read_text()
     classes = json.loads((project / "metrics" / "class_sweep.json").read_text())
-    assert classes["cells"] == 2 and set(classes["models"]) == {"retrain", "original", "trw", "ft"}
+    assert classes["cells"] == 1 and set(classes["models"]) == {"retrain", "original", "trw", "ft"}
     assert classes["lr"]["ft"] in (0.01, 0.05) and set(classes["differences_from_trw"]["ft"]) == {
         "mia_nn_gap", "ulira_gap", "tv_to_retrain"}
     assert {"mia_nn_floor", "ulira_auc"} <= set(classes["models"]["retrain"])
-    assert findings["F6"]["cells"] == 2 and "U-LiRA: ft - trw" in findings["F6"]["evidence"]["differences"]
+    assert findings["F6"]["cells"] == 1 and "U-LiRA: ft - trw" in findings["F6"]["evidence"]["differences"]
     assert "F5" in (project / "reports" / "class_sweep.md").read_text()
     write_params(project, {"unlearn": {"amun": {"lr": 0.02}}})
     assert repro(project, "studies/dvc.yaml") == {"sweep_method@amun", "sweep_report", "findings",

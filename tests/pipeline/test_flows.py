@@ -25,8 +25,8 @@ def test_stage_order_comes_from_dvc(project):
                                                   *(f"unlearn_class@{m}" for m in sorted(CLASS_METHODS)))
 
 
-TARGETS = ["retrain", "unlearn_class@trw"]  # a sub-graph where two branches can overlap after train
-TARGET_STAGES = {"prepare", "train", "ulira_shadows", *TARGETS}
+TARGETS = ["retrain", "adversarial"]  # a sub-graph where two branches can overlap after prepare
+TARGET_STAGES = {"prepare", "train", *TARGETS}
 
 
 def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefect_server):
