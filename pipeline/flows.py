@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -96,12 +97,26 @@ def pipeline_flow(nodes: list[StageNode], stale: set[str], root: str = ".", retr
         env[EXECUTION_ENV] = execution
         if parent.run_id:
             env[PARENT_RUN_ENV] = parent.run_id
-        futures = {}
-        for node in nodes:
-            upstream = [futures[name] for name in node.upstream]
-            futures[node.address] = stage_task.with_options(task_run_name=node.address).submit(
-                root, node, env, node.address in stale, upstream)
+        futures = _submit_when_ready(nodes, lambda node, upstream: stage_task.with_options(
+            task_run_name=node.address).submit(root, node, env, node.address in stale, upstream))
         return {address: future.result() for address, future in futures.items()}
+
+
+def _submit_when_ready(nodes: list[StageNode], submit) -> dict:
+    """Submit each node once all its upstream tasks have finished; returns {address: future}.
+    A task submitted earlier would hold one of the runner's ``concurrency`` threads while it
+    waits, and could keep an independent stage that is ready from starting."""
+    finished: queue.Queue[str] = queue.Queue()
+    futures: dict = {}
+    waiting = list(nodes)
+    done: set[str] = set()
+    while len(done) < len(nodes):
+        for node in [n for n in waiting if all(u in done for u in n.upstream)]:
+            waiting.remove(node)
+            futures[node.address] = submit(node, [futures[u] for u in node.upstream])
+            futures[node.address].add_done_callback(lambda _, address=node.address: finished.put(address))
+        done.add(finished.get())
+    return futures
 
 
 def _dask_runner(address: str):

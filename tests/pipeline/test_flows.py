@@ -1,10 +1,13 @@
 """The Prefect flow on a real (temporary, shared) Prefect server."""
 
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from unlearn_pipeline.flows import dvc_stages, run
+from unlearn_pipeline.flows import _submit_when_ready, dvc_stages, run
+from unlearn_pipeline.graph import StageNode
 from tests.conftest import CLASS_METHODS, METHODS, mlflow_runs, write_params
 
 pytestmark = pytest.mark.slow
@@ -23,6 +26,23 @@ def test_stage_order_comes_from_dvc(project):
     assert [n.address for n in dvc_stages(project, ["train"])] == ["prepare", "train"]
     assert by_name["evaluate_class"].upstream == ("prepare", "references", "retrain_class", "train", "ulira_shadows",
                                                   *(f"unlearn_class@{m}" for m in sorted(CLASS_METHODS)))
+
+
+def test_a_waiting_stage_never_holds_a_worker_an_independent_ready_stage_needs():
+    # topological order a, b, c, d on two workers: c (after b) submitted before d would wait on a
+    # worker while b runs, and d could not start until b ended
+    nodes = [StageNode("a", "", ()), StageNode("b", "", ("a",)), StageNode("c", "", ("b",)),
+             StageNode("d", "", ("a",))]
+    d_started = threading.Event()
+
+    def body(address):
+        if address == "d":
+            d_started.set()
+        return address != "b" or d_started.wait(timeout=10)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = _submit_when_ready(nodes, lambda node, upstream: pool.submit(body, node.address))
+        assert {address: f.result() for address, f in futures.items()} == dict.fromkeys("abcd", True)
 
 
 TARGETS = ["retrain", "adversarial"]  # a sub-graph where two branches can overlap after prepare
