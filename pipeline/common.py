@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # torch costs ~2 s to import: only the stages that use it do
 PREPARED = Path("data/prepared")
 IMAGES = PREPARED / "images.pt"
 META = PREPARED / "meta.json"
+REQUESTS = PREPARED / "requests.json"  # the deletion requests, in order: data.forget, then requests.files
 SPLITS = ("train", "test", "forget", "remain")
 MODELS_DIR = Path("data/models")
 METRICS_DIR = Path("metrics")

@@ -14,20 +14,28 @@ th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}img{max-widt
 def render(title: str, intro: str, tables: list[tuple[str, list[str], list[list[str]]]],
            figures: list[tuple[str, bytes]]) -> str:
     """The page: ``tables`` as (heading, header, rows), ``figures`` as (caption, PNG bytes)."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p class='note'>{html.escape(intro)}</p>"]
+    parts = [f"<p class='note'>{html.escape(intro)}</p>"]
     for heading, header, rows in tables:
-        parts.append(f"<h2>{html.escape(heading)}</h2><table><tr>"
-                     + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
-        parts.extend("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-        parts.append("</table>")
+        parts.append(f"<h2>{html.escape(heading)}</h2>" + table_html(header, rows))
     for caption, png in figures:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+    return document(title, "\n".join(parts))
+
+
+def document(title: str, body: str) -> str:
+    """A whole page around ``body`` (HTML), with the shared style."""
+    return "\n".join([f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+                       f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>", body,
+                       "</body></html>\n"])
+
+
+def table_html(header: list[str], rows: list[list[str]]) -> str:
+    """A table of plain-text cells (escaped)."""
+    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>\n"
+            + "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+            + "</table>")
 
 
 def png_bytes(fig) -> bytes:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from unlearn.config import Params
-from unlearn.errors import DataError
+from unlearn.config import TORCHVISION_PREFIX, Params
+from unlearn.errors import ConfigError, DataError
 from unlearn.io import load_tensors
 from unlearn_pipeline.common import Prepared, model_path, stage_device
 
@@ -23,8 +23,25 @@ def build_model(params: Params, meta: dict, seed: int | None = None) -> torch.nn
 
     model = create_model(params.model.name, in_channels=meta["shape"][0], num_classes=len(meta["classes"]),
                          mean=meta["mean"], std=meta["std"], seed=params.seed if seed is None else seed,
-                         width=params.model.width, batch_norm=params.model.batch_norm)
+                         width=params.model.width, batch_norm=params.model.batch_norm,
+                         cifar_stem=params.model.cifar_stem)
+    if params.model.name.startswith(TORCHVISION_PREFIX):
+        _check_input_size(model, params.model.name, meta["shape"])
     return prepare_model(model, stage_device(params))
+
+
+def _check_input_size(model: torch.nn.Module, name: str, shape: list[int]) -> None:
+    """One forward pass (eval mode: no statistics change) on the data's input shape."""
+    import torch
+
+    from unlearn.training import train_mode
+
+    try:
+        with torch.no_grad(), train_mode(model, False):
+            model(torch.zeros(1, *shape))
+    except RuntimeError as exc:
+        raise ConfigError(f"params.yaml: model.name = {name}: does not run on {'x'.join(map(str, shape))} inputs "
+                          f"({str(exc).splitlines()[0]}); try model.cifar_stem: true or another builder") from None
 
 
 def load_model(name: str, params: Params, meta: dict) -> torch.nn.Module:

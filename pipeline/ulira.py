@@ -143,7 +143,7 @@ def unlearned_logits(method_name: str, cfg, found: Candidates, states: list[dict
         model = build_model(params, data.meta)
         model.load_state_dict(state)
         forget = torch.as_tensor(found.shadow_forget(s))
-        adversarial = _adversarial(model, data, forget, params) if method.needs_adversarial else None
+        adversarial = adversarial_examples(model, data, forget, params) if method.needs_adversarial else None
         task = ForgetTask(data.images, data.labels, forget, torch.as_tensor(found.remain), len(data.meta["classes"]),
                           adversarial, holdout=torch.as_tensor(found.shadow_holdout(s)))
         method.run(model, task, cfg, torch.Generator().manual_seed(seeds[s]))
@@ -151,7 +151,8 @@ def unlearned_logits(method_name: str, cfg, found: Candidates, states: list[dict
     return torch.stack(logits)
 
 
-def _adversarial(model, data: Prepared, forget, params: Params):
+def adversarial_examples(model, data: Prepared, forget, params: Params):
+    """AMUN's D_A of ``forget`` (an index tensor) from ``model``, as stage ``adversarial`` builds it."""
     from unlearn.attacks import adversarial_set, choose_eps_init
     from unlearn.training import to_float
 

@@ -17,19 +17,20 @@ from unlearn_pipeline.ulira import ulira_of
 log = logging.getLogger(__name__)
 
 
-@stage("evaluate", ("seed", "model", "evaluate", "mia", "ulira", "execution.precision"),
+@stage("evaluate", ("seed", "model", "retrain", "evaluate", "mia", "ulira", "execution.precision"),
        untracked=("unlearn",))
 def evaluate(params: Params, run: TrackedRun) -> None:
     """Every model of the random track (original, retrain and each method of ``unlearn``,
-    whose sections are read for their names only) measured and set beside retrain; see
-    :func:`measure` and :func:`write_report`.
+    whose sections are read for their names only) measured and set beside retrain (beside the
+    attacks' reference point when ``retrain.enabled`` is false); see :func:`measure` and
+    :func:`write_report`.
 
     One stage for all models rather than one per model: evaluating a model costs one
     forward pass and the attacks' scoring (well under a second on digits), less than
     starting a stage process, and the models themselves stay cached per method."""
     data = load_prepared(stage_device(params))
     keep, reference_logits = load_references(len(data.labels))
-    names = ("original", "retrain", *params.unlearn.methods)
+    names = ("original", *(["retrain"] if params.retrain.enabled else []), *params.unlearn.methods)
     results = {name: measure(name, params, data, keep, reference_logits) for name in names}
     write_report(results, run)
 
@@ -59,6 +60,7 @@ def measure(name: str, params: Params, data, keep, reference_logits) -> dict:
 
 REPORT_COLUMNS = {"forget_acc": "forget acc", "retain_acc": "retain acc", "test_acc": "test acc",
                   "mia_rmia_auc": "RMIA AUC", "mia_rmia_tpr_at_1fpr": "RMIA TPR@1%FPR", "avg_gap": "Avg Gap",
+                  "rmia_gap": "RMIA gap",
                   "mia_lira_auc": "LiRA AUC", "ulira_auc": "U-LiRA AUC", "ulira_gap": "U-LiRA gap",
                   "mia_svc": "MIA-efficacy (SVC)", "avg_gap_svc": "Avg Gap (SVC)",
                   "runtime_s": "runtime (s)", "runtime_vs_retrain": "runtime / retrain"}
@@ -73,6 +75,11 @@ REPORT_NOTE = ("Accuracies in percent. RMIA and LiRA AUC: how well the attack (w
                "ones (retrain's value, about 50, is the target; U-LiRA gap: the distance to it). Runtime: "
                "wall-clock time of the stage that built the "
                "model (AMUN's includes building its adversarial set).")
+NO_RETRAIN_NOTE = ("Retraining is off (retrain.enabled: false): no gold standard exists, so Avg Gap and the "
+                   "runtime ratio are not computed; RMIA gap and U-LiRA gap are the distances to the attacks' "
+                   "own reference point, an AUC of 50 (forget samples indistinguishable from test samples). "
+                   "That point ignores how far a retrained model itself would sit from 50.")
+ATTACK_REFERENCE = {"mia_rmia_auc": 50.0, "ulira_auc": 50.0}
 
 
 def write_report(results: dict[str, dict], run: TrackedRun) -> None:
@@ -85,11 +92,13 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
     from unlearn.evaluation.gap import ACCURACY_KEYS, SVC_KEYS, avg_gap
 
     names = tuple(results)
-    reference = results["retrain"]
+    reference = results.get("retrain", ATTACK_REFERENCE)
     for metrics in results.values():
-        metrics.update(avg_gap=round(avg_gap(metrics, reference), 4),
-                       avg_gap_svc=round(avg_gap(metrics, reference, SVC_KEYS), 4),
-                       runtime_vs_retrain=round(metrics["runtime_s"] / reference["runtime_s"], 4))
+        metrics["rmia_gap"] = round(abs(metrics["mia_rmia_auc"] - reference["mia_rmia_auc"]), 4)
+        if "retrain" in results:
+            metrics.update(avg_gap=round(avg_gap(metrics, reference), 4),
+                           avg_gap_svc=round(avg_gap(metrics, reference, SVC_KEYS), 4),
+                           runtime_vs_retrain=round(metrics["runtime_s"] / reference["runtime_s"], 4))
         if "ulira_auc" in metrics:
             metrics["ulira_gap"] = round(abs(metrics["ulira_auc"] - reference["ulira_auc"]), 4)
     for name, metrics in results.items():
@@ -98,11 +107,13 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
     groups = {"With remain access": [n for n in others if results[n].get("remain_access", True)],
               "Without remain access": [n for n in others if results[n].get("remain_access") is False]}
     header = ["model", *REPORT_COLUMNS.values()]
-    tables = [(title, header, [_report_row(n, results[n]) for n in ["retrain", *members]])
+    first = ["retrain"] if "retrain" in results else []
+    tables = [(title, header, [_report_row(n, results[n]) for n in [*first, *members]])
               for title, members in groups.items() if members]
-    write_text(REPORTS_DIR / "results.md", "# Results\n\n" + REPORT_NOTE + "\n\n" + "\n\n".join(
+    note = REPORT_NOTE if first else f"{REPORT_NOTE} {NO_RETRAIN_NOTE}"
+    write_text(REPORTS_DIR / "results.md", "# Results\n\n" + note + "\n\n" + "\n\n".join(
         f"## {title}\n\n" + markdown_table(head, rows) for title, head, rows in tables) + "\n")
-    write_text(REPORTS_DIR / "index.html", _html_report(tables, names, run))
+    write_text(REPORTS_DIR / "index.html", _html_report(tables, names, note, run))
     bars = [[f"{name} {key.removesuffix('_acc')}", f"{metrics[key]:.4f}"]
             for name, metrics in results.items() for key in ACCURACY_KEYS]
     write_text(REPORTS_DIR / "accuracy.csv", csv_text(["model_split", "accuracy"], bars))
@@ -111,7 +122,7 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
         run.log_artifact(REPORTS_DIR / path, "report")
 
 
-def _html_report(tables: list, names: tuple[str, ...], run: TrackedRun) -> str:
+def _html_report(tables: list, names: tuple[str, ...], note: str, run: TrackedRun) -> str:
     """The report as one HTML page, with the RMIA ROC curves of every model (also logged to MLflow)."""
     import numpy as np
 
@@ -127,7 +138,7 @@ def _html_report(tables: list, names: tuple[str, ...], run: TrackedRun) -> str:
         ax.legend(fontsize=7)
         fig.tight_layout()
         figure_png = png_bytes(fig)
-    return render("Unlearning results", REPORT_NOTE, tables,
+    return render("Unlearning results", note, tables,
                   [("RMIA ROC curves, forget (members) vs test (non-members), log-log", figure_png)])
 
 

@@ -1,4 +1,5 @@
-"""Stage ``prepare``: decode the dataset once into uint8 tensors and write the seeded splits."""
+"""Stage ``prepare``: decode the dataset once into uint8 tensors and write the seeded splits,
+and the deletion requests (``data.forget`` first, then ``requests.files``) with the samples they name."""
 
 from __future__ import annotations
 
@@ -6,24 +7,26 @@ import logging
 
 from unlearn.config import Params
 from unlearn.io import file_sha256, save_indices, save_tensors, write_json
-from unlearn_pipeline.common import CACHE_DIR, IMAGES, META, SPLITS, split_path
+from unlearn_pipeline.common import CACHE_DIR, IMAGES, META, REQUESTS, SPLITS, split_path
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
 log = logging.getLogger(__name__)
 
 
-@stage("prepare", ("seed", "data"))
+@stage("prepare", ("seed", "data", "requests.files"))
 def prepare(params: Params, run: TrackedRun) -> None:
     """Decode the dataset to uint8 tensors and write the seeded splits as index files."""
     import torch
 
-    from unlearn.data import load_dataset, make_splits
+    from unlearn.data import load_dataset, make_splits, read_requests
 
     cfg = params.data
     data = load_dataset(cfg.dataset, root=cfg.root, path=cfg.path, download=cfg.download, cache_dir=CACHE_DIR)
     splits = make_splits(data.labels.numpy(), seed=params.seed, forget=cfg.forget,
-                         test_start=data.test_start, test_fraction=cfg.test_fraction)
+                         test_start=data.test_start, test_fraction=cfg.test_fraction, names=data.names)
+    later = read_requests(params.requests.files, first=splits.forget, n_samples=len(data.labels),
+                          train_size=len(splits.train), test=splits.test, names=data.names)
     train_pixels = data.images[torch.as_tensor(splits.train)].float().div_(255)
     mean = train_pixels.mean(dim=(0, 2, 3)).tolist()
     std = train_pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
@@ -41,8 +44,16 @@ def prepare(params: Params, run: TrackedRun) -> None:
         "sha256": {path.name: file_sha256(path) for path in [IMAGES, *map(split_path, SPLITS)]},
     }
     write_json(META, meta)
+    first = cfg.forget.file or f"data.forget ({cfg.forget.mode})"
+    write_json(REQUESTS, [_request(source, idx.tolist(), data.names) for source, idx in
+                          [(first, splits.forget), *((r.path, r.indices) for r in later)]])
     log.info("prepared %s: %s", cfg.dataset, meta["counts"])
     run.log_metrics({f"n_{name}": count for name, count in meta["counts"].items()})
     run.set_tags({"data.sha256": meta["sha256"]["images.pt"]})
-    for path in [META, *map(split_path, SPLITS)]:
+    for path in [META, REQUESTS, *map(split_path, SPLITS)]:
         run.log_artifact(path, "splits")
+
+
+def _request(source: str, indices: list[int], names) -> dict:
+    """One deletion request as the audit reports it: where it came from and the samples it names."""
+    return {"source": source, "indices": indices, "names": None if names is None else [names[i] for i in indices]}

@@ -1,5 +1,6 @@
-"""Stages ``train`` (the original model, on all of train) and ``retrain`` (the gold
-standard: the same recipe from scratch on remain only)."""
+"""Stages ``train`` (the original model, on all of train, or imported from
+``model.checkpoint``) and ``retrain`` (the gold standard: the same recipe from scratch on
+remain only; a placeholder when ``retrain.enabled`` is false)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,44 @@ SECTIONS = ("seed", "model", "train", "lipschitz", "execution.precision")
 
 @stage("train", SECTIONS)
 def train(params: Params, run: TrackedRun) -> None:
-    """The original model: the recipe of ``train`` on all of train."""
-    _fit("original", "train", params, run)
+    """The original model: the recipe of ``train`` on all of train, or the weights of
+    ``model.checkpoint`` (:mod:`unlearn.models.checkpoint`) when it is set."""
+    if params.model.checkpoint:
+        _import(params.model.checkpoint, params, run)
+    else:
+        _fit("original", "train", params, run)
 
 
-@stage("retrain", SECTIONS)
+@stage("retrain", (*SECTIONS, "retrain"))
 def retrain(params: Params, run: TrackedRun) -> None:
-    """The gold standard: the same recipe from scratch on remain only."""
-    _fit("retrain", "remain", params, run)
+    """The gold standard: the same recipe from scratch on remain only. With
+    ``retrain.enabled: false``, an empty model file and runtime ``null`` stand in for it."""
+    if params.retrain.enabled:
+        _fit("retrain", "remain", params, run)
+        return
+    save_tensors(model_path("retrain"), {})
+    write_json(runtime_path("retrain"), {"runtime_s": None})
+    write_text(PLOTS_DIR / "train" / "retrain.csv", csv_text(["epoch", "loss", "accuracy", "lr"], []))
+    write_text(PLOTS_DIR / "lipschitz" / "retrain.csv", csv_text(["layer", "norm"], []))
+    run.set_tags({"retrain.enabled": "false"})
+
+
+def _import(checkpoint: str, params: Params, run: TrackedRun) -> None:
+    """The original model from an existing checkpoint; its runtime is the import's."""
+    from unlearn.models.checkpoint import load_checkpoint
+    from unlearn_pipeline.model_store import build_model
+
+    data = load_prepared(stage_device(params))
+    start = time.perf_counter()
+    model = build_model(params, data.meta)
+    load_checkpoint(model, checkpoint, params.model.name)
+    seconds = time.perf_counter() - start
+    save_tensors(model_path("original"), model.state_dict())
+    write_json(runtime_path("original"), {"runtime_s": round(seconds, 3)})
+    write_text(PLOTS_DIR / "train" / "original.csv", csv_text(["epoch", "loss", "accuracy", "lr"], []))
+    run.set_tags({"model.checkpoint": checkpoint})
+    log_layer_norms("original", model, params, data.meta, run)
+    run.log_model(model, "unlearn-original", input_example(data))
 
 
 def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:

@@ -24,6 +24,30 @@ DATASET_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "mnist": 10, "f
 # The names registered in unlearn.models (a test keeps the two equal). Listed here so
 # that validating params.yaml does not import torch (about 2 s) in stages that need none.
 MODEL_NAMES = ("resnet18", "small_cnn")
+TORCHVISION_PREFIX = "torchvision:"
+# Where the user's own inputs live: each folder is a DVC dependency of the stage that reads it
+# (dvc.yaml cannot depend on a path that a param names and may be null).
+FORGET_LISTS = "data/user/forget"
+CHECKPOINTS = "data/user/models"
+
+
+def _inside(folder: str, what: str):
+    """An AfterValidator: a relative path inside ``folder`` (``what`` names the files in the message)."""
+
+    def check(value):
+        if value is None:
+            return value
+        path = Path(value)
+        if path.is_absolute() or ".." in path.parts or not path.as_posix().startswith(folder + "/"):
+            raise ValueError(f"{what} are read from {folder}/ (a DVC dependency of the stage that reads "
+                             f"them); put the file there and give its path from the project root")
+        return path.as_posix()
+
+    return AfterValidator(check)
+
+
+ForgetListPath = Annotated[str, _inside(FORGET_LISTS, "forget lists")]
+CheckpointPath = Annotated[str, _inside(CHECKPOINTS, "checkpoints")]
 
 
 def _interval(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False):
@@ -65,16 +89,25 @@ class ForgetConfig(_Section):
 
     ``random``: a uniformly random subset of train, given as ``fraction`` or ``count``.
     ``class``: every training sample of the listed ``classes``.
+    ``list``: the samples named in ``file`` (under data/user/forget/; the format is
+    :mod:`unlearn.data.forget_list`'s).
     """
 
-    mode: Literal["random", "class"] = "random"
+    mode: Literal["random", "class", "list"] = "random"
     fraction: Optional[OpenFraction] = 0.1
     count: Optional[PositiveInt] = None
     classes: list[NonNegInt] = Field(default_factory=list)
+    file: Optional[ForgetListPath] = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "ForgetConfig":
-        if self.mode == "random":
+        if (self.mode == "list") != (self.file is not None):
+            raise ValueError("list mode needs file (a forget list under data/user/forget/), and only list mode "
+                             "reads it; set mode: list or file: null")
+        if self.mode == "list":
+            if self.classes:
+                raise ValueError("classes is only used in class mode; set classes: []")
+        elif self.mode == "random":
             if (self.fraction is None) == (self.count is None):
                 raise ValueError("random mode needs exactly one of fraction or count (set the other to null)")
             if self.classes:
@@ -103,13 +136,71 @@ class DataConfig(_Section):
     forget: ForgetConfig = Field(default_factory=ForgetConfig)
 
 
-class ModelConfig(_Section):
-    """The architecture, by registry name (see :mod:`unlearn.models`); ``width: null``
-    takes the architecture's default; ``batch_norm: false`` builds it without BatchNorm."""
+def _model_name(value: str) -> str:
+    if value in MODEL_NAMES or (value.startswith(TORCHVISION_PREFIX) and value != TORCHVISION_PREFIX):
+        return value
+    raise ValueError(f"must be one of: {', '.join(MODEL_NAMES)}, or torchvision:<builder> "
+                     f"(e.g. torchvision:resnet50)")
 
-    name: Literal[MODEL_NAMES] = "small_cnn"  # type: ignore[valid-type]
+
+class ModelConfig(_Section):
+    """The architecture: a registry name (see :mod:`unlearn.models`) or ``torchvision:<builder>``,
+    any classification builder of ``torchvision.models`` (untrained weights; num_classes and
+    input channels from the data; ``cifar_stem: true`` gives ResNet-like stems a 3x3 stride-1
+    first convolution and no max-pool, for 32x32 inputs). ``width: null`` takes the
+    architecture's default; ``batch_norm: false`` builds it without BatchNorm (registry
+    models only). ``checkpoint``: an existing model (a state_dict ``.pt``/``.pth`` or a
+    ``.safetensors`` file under data/user/models/) that ``train`` imports as the original
+    model instead of training one."""
+
+    name: Annotated[str, AfterValidator(_model_name)] = "small_cnn"
     width: Optional[PositiveInt] = None
     batch_norm: bool = True
+    cifar_stem: bool = False
+    checkpoint: Optional[CheckpointPath] = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelConfig":
+        if self.name.startswith(TORCHVISION_PREFIX):
+            if self.width is not None:
+                raise ValueError("width is for the registry models; torchvision builders take their own widths "
+                                 "(set width: null)")
+            if not self.batch_norm:
+                raise ValueError("batch_norm: false is for the registry models; pick a torchvision builder "
+                                 "without BatchNorm instead (set batch_norm: true)")
+        elif self.cifar_stem:
+            raise ValueError(f"cifar_stem is for torchvision:<builder> models; {self.name} already fits "
+                             f"small inputs (set cifar_stem: false)")
+        return self
+
+
+class RetrainConfig(_Section):
+    """The gold standard. ``enabled: false`` skips retraining (the stage writes an empty
+    placeholder); reports then score each method against the attacks' own reference point
+    (RMIA and U-LiRA AUC of 50) and say so."""
+
+    enabled: bool = True
+
+
+class RequestsConfig(_Section):
+    """Sequential deletion requests after the first (``data.forget``): each file (a forget
+    list under data/user/forget/) is applied, in order, to the model that the previous
+    request left, by each of ``methods``; after request i, the model is scored against a
+    model retrained without the union of requests 1..i."""
+
+    files: list[ForgetListPath] = Field(default_factory=list)
+    methods: list[str] = Field(default_factory=lambda: ["amun", "ft"])
+
+
+class AuditConfig(_Section):
+    """``reports/audit.html``: the deletion audit of ``method``'s model. Its verdict
+    "forgotten" needs the RMIA AUC (forget vs test) within ``max_auc_gap`` points of the
+    reference (retrain's AUC, or 50 without retrain) and the accuracy on the kept data
+    within ``max_retain_drop`` points of the original model's."""
+
+    method: str = "amun"
+    max_auc_gap: NonNegFloat = 5.0
+    max_retain_drop: NonNegFloat = 5.0
 
 
 class TrainConfig(_Section):
@@ -566,6 +657,7 @@ class Params(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     lipschitz: LipschitzConfig = Field(default_factory=LipschitzConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
@@ -582,6 +674,8 @@ class Params(_Section):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
+    requests: RequestsConfig = Field(default_factory=RequestsConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":
@@ -605,6 +699,17 @@ class Params(_Section):
                               f"{classes - 1} (the classes of {self.data.dataset} other than the forgotten one)")
         for key, models in (("references.K", self.references.K), ("sweep.references", self.sweep.references)):
             _check_reference_count(key, models, self.mia)
+        methods = self.unlearn.methods
+        checked = [("requests.methods", self.requests.methods)] if self.requests.files else []
+        checked += [("audit.method", [self.audit.method])] if methods else []
+        for key, names in checked:
+            unknown = [name for name in names if name not in methods]
+            if unknown:
+                raise ConfigError(f"params.yaml: {key} = {_show(names if key == 'requests.methods' else names[0])}: "
+                                  f"{unknown[0]!r} is not a method of unlearn (one of: {', '.join(methods)})")
+        if self.requests.files and self.audit.method not in self.requests.methods:
+            raise ConfigError(f"params.yaml: audit.method = {self.audit.method}: not in requests.methods "
+                              f"{self.requests.methods}, so it would not apply the later requests the audit covers")
         return self
 
 

@@ -137,6 +137,7 @@ def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_cl
 
     model = prepare_model(create_model(params.model.name, in_channels=images.shape[1], num_classes=num_classes,
                                        seed=seed, width=params.model.width, batch_norm=params.model.batch_norm,
+                                       cifar_stem=params.model.cifar_stem,
                                        **stats), device)
     callbacks = clipping_callbacks(model, images.shape[1:], params.lipschitz, seed)
     idx = torch.as_tensor(indices)

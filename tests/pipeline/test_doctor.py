@@ -49,4 +49,4 @@ def test_same_params_and_seed_give_bit_identical_splits_and_models(project):
 
     first = outputs()
     shutil.rmtree(project / "data")
-    assert outputs() == first and len(first) == 8
+    assert outputs() == first and len(first) == 9

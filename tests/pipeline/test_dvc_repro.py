@@ -56,6 +56,9 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
         assert CLASS_KEYS <= set(metrics), name
         assert all(0 <= metrics[k] <= 100 for k in ("forget_acc", "retain_acc", "test_acc", "mia_nn"))
         assert 0 <= metrics["tv_to_retrain"] <= 1 and metrics["runtime_s"] > 0 and 0 <= metrics["ulira_auc"] <= 100
+    audit = json.loads((project / "metrics" / "audit.json").read_text())
+    assert audit["method"] == "amun" and audit["reference"] == "retrain" and isinstance(audit["forgotten"], bool)
+    assert json.loads((project / "metrics" / "requests.json").read_text())["methods"] == {}
     assert "tilt_strength" in json.loads((project / "metrics" / "class" / "trw.json").read_text())
     assert len(list((project / "data" / "ulira" / "shadows" / "class").glob("original_*.pt"))) == 4
     retrained = json.loads((project / "metrics" / "class" / "retrain.json").read_text())
@@ -79,15 +82,15 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert len(mlflow_runs(project)) == len(ALL_STAGES) + len(jobs)
 
     write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
-    assert repro(project) == {"unlearn@ft", "evaluate"}
+    assert repro(project) == {"unlearn@ft", "evaluate", "requests", "audit"}  # requests and audit read its model
     write_params(project, {"unlearn_class": {"trw": {"strength": 0.0}}})
     assert repro(project) == {"unlearn_class@trw", "evaluate_class"}
     with open(project / "src" / "unlearn" / "evaluation" / "gap.py", "a") as handle:  # the Avg Gap's code
         handle.write("\n# edited\n")
-    assert repro(project) == {"evaluate", "evaluate_class"}  # both reports, nothing else
+    assert repro(project) == {"evaluate", "evaluate_class", "requests"}  # what scores a gap, nothing else
     with open(project / "pipeline" / "stages" / "adversarial.py", "a") as handle:  # one stage's module
         handle.write("\n# edited\n")
-    assert repro(project) == {"adversarial", *(f"unlearn@{m}" for m in MODELS[2:]), "evaluate"}
+    assert repro(project) == {"adversarial", *(f"unlearn@{m}" for m in MODELS[2:]), "evaluate", "requests", "audit"}
 
     import mlflow
 

@@ -34,7 +34,8 @@ def test_project_params_file_is_valid():
     ({"train": {"lr": -0.1}}, "params.yaml: train.lr = -0.1: must be > 0"),
     ({"train": {"schedule": "linear"}}, "params.yaml: train.schedule = linear: must be one of: 'constant', 'step' or 'cosine'"),
     ({"seed": -1}, "params.yaml: seed = -1: must be >= 0"),
-    ({"model": {"name": "vgg"}}, "params.yaml: model.name = vgg: must be one of: 'resnet18' or 'small_cnn'"),
+    ({"model": {"name": "vgg"}}, "params.yaml: model.name = vgg: must be one of: resnet18, small_cnn, or "
+                                 "torchvision:<builder> (e.g. torchvision:resnet50)"),
 ])
 def test_bad_values_name_key_value_and_allowed(raw, expected):
     assert error_for(raw) == expected
@@ -53,6 +54,30 @@ def test_contradictory_forget_settings():
     message = error_for({"data": {"forget": {"fraction": 0.1, "count": 10}}})
     assert message.startswith("params.yaml: data.forget: random mode needs exactly one of fraction or count")
     assert "non-empty list of classes" in error_for({"data": {"forget": {"mode": "class"}}})
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"data": {"forget": {"mode": "list"}}}, "params.yaml: data.forget: list mode needs file (a forget list under "
+                                             "data/user/forget/), and only list mode reads it"),
+    ({"data": {"forget": {"file": "data/user/forget/a.txt"}}}, "params.yaml: data.forget: list mode needs file"),
+    ({"data": {"forget": {"mode": "list", "file": "lists/a.txt"}}},
+     "params.yaml: data.forget.file = lists/a.txt: forget lists are read from data/user/forget/ (a DVC dependency "
+     "of the stage that reads them); put the file there and give its path from the project root"),
+    ({"requests": {"files": ["/abs/b.txt"]}}, "params.yaml: requests.files.0 = /abs/b.txt: forget lists are read"),
+    ({"unlearn": {"ft": {}}, "requests": {"files": ["data/user/forget/b.txt"], "methods": ["ft", "amun"]}},
+     "params.yaml: requests.methods = [ft, amun]: 'amun' is not a method of unlearn (one of: ft)"),
+    ({"unlearn": {"ft": {}}, "audit": {"method": "salun"}},
+     "params.yaml: audit.method = salun: 'salun' is not a method of unlearn (one of: ft)"),
+    ({"unlearn": {"ft": {}, "amun": {}}, "requests": {"files": ["data/user/forget/b.txt"], "methods": ["ft"]}},
+     "params.yaml: audit.method = amun: not in requests.methods ['ft'], so it would not apply the later requests"),
+])
+def test_forget_lists_requests_and_audit_errors(raw, expected):
+    assert error_for(raw).startswith(expected)
+
+
+def test_list_mode():
+    params = parse_params({"data": {"forget": {"mode": "list", "file": "./data/user/forget/x.txt"}}})
+    assert params.data.forget.file == "data/user/forget/x.txt"
 
 
 def test_class_mode():

@@ -70,7 +70,9 @@ def pgd_l2(
             with torch.no_grad():
                 if stop_when_wrong:
                     idx, x, grad = idx[still], x[still], grad[still]
-                direction = grad / _per_sample_norm(grad).clamp_min(1e-12)
+                # the smallest positive float, not 1e-12: a confident model's gradient can be 1e-17 and
+                # still point the way; only an exact zero (underflow) leaves the sample where it is
+                direction = grad / _per_sample_norm(grad).clamp_min(torch.finfo(grad.dtype).tiny)
                 delta = x + step_t[idx].view(shape) * direction - images[idx]
                 delta = delta * (eps_t[idx].view(shape) / _per_sample_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
                 x_adv[idx] = (images[idx] + delta).clamp(0.0, 1.0)

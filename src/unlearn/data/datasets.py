@@ -51,12 +51,15 @@ class ImageData:
     classes : class names, indexed by label.
     test_start : index of the first sample of the official test split (all samples
         from there on are test), or None if the dataset has no official split.
+    names : each sample's path relative to the ImageFolder root (``train/<class>/<file>``),
+        for datasets read from image files; None otherwise.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: tuple[str, ...]
     test_start: int | None
+    names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -188,7 +191,7 @@ def _decode_members(members: Iterable[tuple[PurePosixPath, bytes]], where: str) 
     """Decode ``.../{train,test}/<class>/<file>`` images; classes sorted by name."""
     from PIL import Image, UnidentifiedImageError
 
-    samples: dict[str, list[tuple[str, np.ndarray]]] = {"train": [], "test": []}
+    samples: dict[str, list[tuple[str, np.ndarray, str]]] = {"train": [], "test": []}
     for member, payload in members:
         parts = member.parts
         if member.suffix.lower() not in _IMAGE_SUFFIXES or len(parts) < 3 or parts[-3] not in samples:
@@ -200,35 +203,39 @@ def _decode_members(members: Iterable[tuple[PurePosixPath, bytes]], where: str) 
             raise DataError(f"{where}: unreadable image {member} (not an image format Pillow can decode)") from None
         except (OSError, ValueError) as exc:
             raise DataError(f"{where}: unreadable image {member} ({exc})") from None
-        samples[parts[-3]].append((parts[-2], pixels))
+        samples[parts[-3]].append((parts[-2], pixels, "/".join(parts[-3:])))
     if not samples["train"] or not samples["test"]:
         raise DataError(f"{where}: expected images under train/<class>/ and test/<class>/, found "
                         f"{len(samples['train'])} train and {len(samples['test'])} test images")
-    classes = sorted({cls for split in samples.values() for cls, _ in split})
+    classes = sorted({cls for split in samples.values() for cls, _, _ in split})
     index = {cls: i for i, cls in enumerate(classes)}
     ordered = samples["train"] + samples["test"]
-    shapes = {pix.shape for _, pix in ordered}
+    shapes = {pix.shape for _, pix, _ in ordered}
     if len(shapes) != 1:
         raise DataError(f"{where}: images differ in size or channels ({sorted(shapes)[:3]}...)")
-    stack = np.stack([pix for _, pix in ordered])
+    stack = np.stack([pix for _, pix, _ in ordered])
     images = torch.from_numpy(stack[:, None] if stack.ndim == 3 else stack.transpose(0, 3, 1, 2).copy())
-    labels = torch.tensor([index[cls] for cls, _ in ordered], dtype=torch.int64)
-    return ImageData(images.contiguous(), labels, tuple(classes), len(samples["train"]))
+    labels = torch.tensor([index[cls] for cls, _, _ in ordered], dtype=torch.int64)
+    return ImageData(images.contiguous(), labels, tuple(classes), len(samples["train"]),
+                     tuple(name for _, _, name in ordered))
 
 
 def _cache_file(name: str, source: Path, cache_dir: str | Path | None) -> Path | None:
     if cache_dir is None or not source.exists():
         return None
     stat = source.stat()
-    key = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+    key = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|names".encode()  # |names: caches with file names
     return Path(cache_dir) / f"{name}-{hashlib.sha256(key).hexdigest()[:16]}.pt"
 
 
 def _to_tensors(data: ImageData) -> dict:
     return {"images": data.images, "labels": data.labels, "classes": list(data.classes),
-            "test_start": -1 if data.test_start is None else data.test_start}
+            "test_start": -1 if data.test_start is None else data.test_start,
+            "names": None if data.names is None else list(data.names)}
 
 
 def _from_tensors(blob: dict) -> ImageData:
     start = int(blob["test_start"])
-    return ImageData(blob["images"], blob["labels"], tuple(blob["classes"]), None if start < 0 else start)
+    names = blob.get("names")  # absent from caches written before names were kept
+    return ImageData(blob["images"], blob["labels"], tuple(blob["classes"]), None if start < 0 else start,
+                     None if names is None else tuple(names))

@@ -10,10 +10,12 @@ does not move when only the forget settings change.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from unlearn.config import ForgetConfig
+from unlearn.data.forget_list import read_forget_list
 from unlearn.errors import ConfigError, DataError
 
 _TEST_STREAM, _FORGET_STREAM = 0, 1
@@ -37,8 +39,10 @@ def make_splits(
     forget: ForgetConfig,
     test_start: int | None = None,
     test_fraction: float = 0.25,
+    names: Sequence[str] | None = None,
 ) -> Splits:
-    """Split ``labels`` (shape (N,)) into train / test / forget / remain index arrays."""
+    """Split ``labels`` (shape (N,)) into train / test / forget / remain index arrays
+    (``names``: each sample's image path, for forget lists that name paths)."""
     labels = np.asarray(labels)
     n = len(labels)
     if test_start is None:
@@ -47,7 +51,10 @@ def make_splits(
         test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
     else:
         train, test = np.arange(test_start), np.arange(test_start, n)
-    forget_idx = _forget_indices(labels, train, forget, seed)
+    if forget.mode == "list":
+        forget_idx = read_forget_list(forget.file, n_samples=n, train_size=len(train), test=test, names=names).indices
+    else:
+        forget_idx = _forget_indices(labels, train, forget, seed)
     remain = np.setdiff1d(train, forget_idx, assume_unique=True)
     splits = Splits(train.astype(np.int64), test.astype(np.int64), forget_idx.astype(np.int64), remain.astype(np.int64))
     check_splits(splits, n)

@@ -52,7 +52,9 @@ class _Walker:
             return 1.0
         if isinstance(module, LINEAR_LEAVES):
             return self.affine(module, name)
-        raise ValueError(f"no Lipschitz rule for {type(module).__name__} at {name or '<model>'}")
+        raise ValueError(f"no Lipschitz rule for {type(module).__name__} at {name or '<model>'}: the bound "
+                         f"covers chains of Normalize, Conv, Linear, BatchNorm, ReLU, Flatten, Dropout and "
+                         f"Identity, and this project's ResNet (FastClip still finds and clips every layer)")
 
     def affine(self, module: nn.Module, name: str, first: nn.Module | None = None) -> float:
         shape = self.shapes[first if first is not None else module]

@@ -39,14 +39,24 @@ def create_model(
     seed: int,
     width: int | None = None,
     batch_norm: bool = True,
+    cifar_stem: bool = False,
 ) -> nn.Sequential:
-    """Build ``Normalize(mean, std)`` followed by the registered network ``name``.
+    """Build ``Normalize(mean, std)`` followed by the network ``name``: a registered one, or
+    ``torchvision:<builder>`` (:mod:`unlearn.models.torchvision_models`, with ``cifar_stem``).
 
     The weights are initialised from ``seed`` without touching the global RNG state.
     ``batch_norm: False`` builds the network without BatchNorm (FastClip's ``bn: remove``).
     """
-    factory = MODELS.get(name)
+    from unlearn.config import TORCHVISION_PREFIX
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        body = factory(in_channels=in_channels, num_classes=num_classes, width=width, batch_norm=batch_norm)
+        if name.startswith(TORCHVISION_PREFIX):
+            from unlearn.models.torchvision_models import build_torchvision
+
+            body = build_torchvision(name.removeprefix(TORCHVISION_PREFIX), in_channels=in_channels,
+                                     num_classes=num_classes, cifar_stem=cifar_stem)
+        else:
+            body = MODELS.get(name)(in_channels=in_channels, num_classes=num_classes, width=width,
+                                    batch_norm=batch_norm)
     return nn.Sequential(Normalize(mean, std), body)

@@ -1,0 +1,100 @@
+"""End to end: a user's own model (a torchvision network saved by a plain script, outside the
+pipeline) unlearns a 20-sample forget list with AMUN and FT, then a second request, and the
+audit page comes out: the real `dvc repro audit`, MLflow in a temp dir."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tests.conftest import mlflow_runs
+
+pytestmark = pytest.mark.slow
+
+USER_SCRIPT = """  # the user's own training script: nothing of this project
+
+import torch, torchvision
+from sklearn.datasets import load_digits
+
+torch.manual_seed(1)
+net = torchvision.models.resnet18(num_classes=10)
+net.conv1 = torch.nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)  # 8x8 grey digits: a small-input stem
+net.maxpool = torch.nn.Identity()
+digits = load_digits()
+x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16
+x = (x - x.mean()) / x.std()
+y = torch.tensor(digits.target)
+optimiser = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+for epoch in range(3):
+    for batch in torch.randperm(len(y)).split(64):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
+        optimiser.step()
+torch.save(net.state_dict(), "data/user/models/mine.pt")
+"""
+
+
+def _train_indices(count: int, skip: int = 0) -> list[int]:
+    from unlearn.config import ForgetConfig
+    from unlearn.data import load_dataset, make_splits
+
+    splits = make_splits(load_dataset("digits").labels.numpy(), seed=0, forget=ForgetConfig(count=1, fraction=None))
+    return splits.train[skip:skip + count].tolist()
+
+
+def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project):
+    subprocess.run([sys.executable, "-c", USER_SCRIPT], cwd=project, check=True)
+    first, second = _train_indices(20), _train_indices(10, skip=40)
+    (project / "data/user/forget/request1.csv").write_text(
+        "index,reason\n" + "".join(f"{i},asked on 2026-11-30\n" for i in first))
+    (project / "data/user/forget/request2.txt").write_text("# second request\n" + "\n".join(map(str, second)))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["forget"] = {"mode": "list", "file": "data/user/forget/request1.csv", "fraction": None}
+    params["model"] = {"name": "torchvision:resnet18", "cifar_stem": True, "checkpoint": "data/user/models/mine.pt"}
+    params["lipschitz"]["method"] = "none"
+    params["unlearn"] = {name: {**params["unlearn"][name], "epochs": 1} for name in ("amun", "ft")}
+    params["ulira"]["shadows"] = 0
+    params["train"]["epochs"] = 1  # retrain, and the retrain after the second request
+    params["requests"] = {"files": ["data/user/forget/request2.txt"], "methods": ["amun", "ft"]}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    repro = subprocess.run(["dvc", "repro", "audit"], cwd=project, capture_output=True, text=True)
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+
+    imported = torch.load(project / "data/models/original.pt", weights_only=True)
+    mine = torch.load(project / "data/user/models/mine.pt", weights_only=True)
+    assert all(torch.equal(imported[f"1.{key}"], value) for key, value in mine.items())
+    assert np.load(project / "data/prepared/forget.npy").tolist() == sorted(first)
+
+    requests = json.loads((project / "metrics/requests.json").read_text())
+    for method in ("amun", "ft"):
+        rows = requests["methods"][method]
+        assert [(row["request"], row["samples"]) for row in rows] == [(1, 20), (2, 10)]
+        assert all(row["avg_gap"] is not None and row["rmia_gap"] >= 0 for row in rows)
+    audit = json.loads((project / "metrics/audit.json").read_text())
+    assert audit["method"] == "amun" and audit["reference"] == "retrain"
+    assert audit["forgotten"] == all(audit["checks"].values())
+    page = (project / "reports/audit.html").read_text()
+    assert "Verdict: " in page and "Rule: " in page and "request1.csv" in page and "request2.txt" in page
+    assert all(f"sample {i}" in page for i in first)
+    assert "retraining from scratch without the removed samples took" in page
+
+    runs = {r.data.tags.get("dvc.stage"): r for r in mlflow_runs(project)}
+    audited = runs["audit"]
+    assert audited.data.tags.get("mlflow.log-model.history") or audited.outputs.model_outputs
+    artifacts = mlflow_artifacts(audited.info.run_id)
+    assert "audit/audit.html" in artifacts
+    assert runs["train"].data.tags["model.checkpoint"] == "data/user/models/mine.pt"
+
+
+def mlflow_artifacts(run_id: str) -> set[str]:
+    import os
+
+    import mlflow
+
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    return {f"audit/{item.path.split('/')[-1]}" for item in client.list_artifacts(run_id, "audit")}
