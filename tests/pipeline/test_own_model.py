@@ -3,6 +3,7 @@ pipeline) unlearns a 20-sample forget list with AMUN and FT, then a second reque
 audit page comes out: the real `dvc repro audit`, MLflow in a temp dir."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -89,6 +90,21 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
     artifacts = mlflow_artifacts(audited.info.run_id)
     assert "audit/audit.html" in artifacts
     assert runs["train"].data.tags["model.checkpoint"] == "data/user/models/mine.pt"
+
+    params["retrain"] = {"enabled": False}  # no gold standard: scored against the attacks' AUC of 50
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repro = subprocess.run(["dvc", "repro", "audit"], cwd=project, capture_output=True, text=True)
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    ran = set(re.findall(r"Running stage '([^']+)'", repro.stdout))
+    assert ran == {"retrain", "evaluate", "requests", "audit"}
+    audit = json.loads((project / "metrics/audit.json").read_text())
+    amun = json.loads((project / "metrics/random/amun.json").read_text())
+    assert audit["reference"] == "AUC 50" and audit["rmia_gap"] >= abs(amun["mia_rmia_auc"] - 50) - 1e-9
+    assert "avg_gap" not in amun and not (project / "metrics/random/retrain.json").exists()
+    assert "Retraining is off (retrain.enabled: false)" in (project / "reports/results.md").read_text()
+    assert "Retraining was not run" in (project / "reports/audit.html").read_text()
+    rows = json.loads((project / "metrics/requests.json").read_text())["methods"]["amun"]
+    assert all(row["avg_gap"] is None and "retrain" not in row for row in rows)
 
 
 def mlflow_artifacts(run_id: str) -> set[str]:

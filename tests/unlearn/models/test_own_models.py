@@ -121,3 +121,19 @@ def test_unsafe_or_odd_files_are_refused(tmp_path):
         read_state_dict(tmp_path / "model.onnx")
     with pytest.raises(DataError, match="absent.pt: checkpoint not found"):
         read_state_dict(tmp_path / "absent.pt")
+
+
+def test_fastclip_clips_every_layer_of_a_torchvision_model():
+    from unlearn.config import LipschitzConfig, TrainConfig
+    from unlearn.lipschitz import clipping_callbacks, top_singular
+    from unlearn.training import train_
+
+    model = _model("torchvision:resnet18")
+    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (64,))
+    cfg = LipschitzConfig(method="fastclip", target=2.5, clip_every=2, bn="ignore", iters=30)  # 8 layers start above
+    train_(model, images, labels, TrainConfig(epochs=1, batch_size=32, lr=0.05),
+           generator=torch.Generator().manual_seed(0), callbacks=clipping_callbacks(model, (1, 8, 8), cfg, 0))
+    norms = [float(top_singular(layer.module, layer.input_shape, 1, 200, generator=torch.Generator().manual_seed(1))[0][0])
+             for layer in affine_layers(model, (1, 8, 8), "ignore")]
+    assert len(norms) == 21 and max(norms) <= 2.5 * 1.02
