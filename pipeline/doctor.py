@@ -1,10 +1,11 @@
 """``unlearn doctor``: is this workspace ready, and is it in sync with ``dvc.lock``?
 
 Prints the environment (Python, package versions, threads, GPU), whether params.yaml is
-valid, the device and precision the stages will use, where the dataset comes from,
+valid, the device and precision the stages will use, where the dataset comes from, whether
+the forget lists and checkpoint that params.yaml names exist,
 whether the prepared data still matches its recorded hash, where MLflow writes (and how
 many runs wait for ``unlearn sync-mlflow``), and which DVC stages are stale. Exit status 1 when
-something is broken (invalid params, missing dataset, damaged prepared data), else 0:
+something is broken (invalid params, missing dataset or named file, damaged prepared data), else 0:
 stale stages are normal work for `dvc repro`, not an error.
 """
 
@@ -48,6 +49,11 @@ def doctor(root: Path = Path(".")) -> int:
         data = params.data
         source = dataset_source(data.dataset, root=root / data.root, path=data.path, download=data.download)
         report("dataset", f"{data.dataset}: {source}")
+        named = [f for f in (data.forget.file, *params.requests.files, params.model.checkpoint) if f]
+        if named:
+            missing = [f for f in named if not (root / f).is_file()]
+            report("your files", f"{missing[0]}: not found" if missing else f"{', '.join(named)} present",
+                   ok=not missing)
     except UserError as exc:
         report("params", str(exc), ok=False)
     report("prepared", *_prepared_status(root))

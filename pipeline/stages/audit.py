@@ -91,9 +91,12 @@ def _verdict_block(checks: dict, params: Params) -> str:
             f"and when the accuracy on the kept data is at most {cfg.max_retain_drop:g} points below the original "
             f"model's. Here: RMIA {checks['rmia_gap']:.2f} points from the reference"
             + (f", U-LiRA {checks['ulira_gap']:.2f}" if checks["ulira_gap"] is not None else "")
-            + f"; kept-data accuracy {abs(checks['retain_drop']):.2f} points "
-            f"{'below' if checks['retain_drop'] > 0 else 'above'} the original's. A test that cannot "
+            + f"; kept-data accuracy {_versus(checks['retain_drop'])} the original's. A test that cannot "
             f"tell is evidence, not proof: a stronger attack could.</p>")
+
+
+def _versus(drop: float) -> str:
+    return "the same as" if drop == 0 else f"{abs(drop):.2f} points {'below' if drop > 0 else 'above'}"
 
 
 def _request_block(i: int, request: dict) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 from unlearn.config import Params
 from unlearn.io import read_json, save_tensors, write_json, write_text
 from unlearn_pipeline.common import (METRICS_DIR, REPORTS_DIR, REQUESTS, load_prepared, load_references, markdown_table,
-                                     random_model, stage_device)
+                                     random_model, runtime_path, stage_device)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -39,46 +39,51 @@ def requests(params: Params, run: TrackedRun) -> None:
     AMUN's D_A for request i is built from the model that request i-1 left. Scores use the
     union of the requests so far as the forget set (RMIA and LiRA with the reference models,
     which trained on random halves of all of train)."""
-    import torch
-
-    from unlearn.unlearning import METHODS, ForgetTask
-    from unlearn_pipeline.ulira import adversarial_examples
-
     asked = read_json(REQUESTS)
     results: dict[str, list[dict]] = {}
     if len(asked) > 1:
         data = load_prepared(stage_device(params))
         keep, reference_logits = load_references(len(data.labels))
-        unions = np.cumsum([len(r["indices"]) for r in asked])
         forgotten = [np.sort(np.concatenate([r["indices"] for r in asked[:i + 1]])).astype(np.int64)
                      for i in range(len(asked))]
         scored = lambda model, i: _scores(model, forgotten[i], data, keep, reference_logits, params)
         references = _retrained(params, data, forgotten, scored, run)
         for name in params.requests.methods:
-            method, cfg = METHODS.get(name), getattr(params.unlearn, name)
             model = load_model(random_model(name), params, data.meta)
-            rows = [_row(1, asked[0], scored(model, 0), references[0], read_json(
-                METRICS_DIR / "runtime" / f"{random_model(name)}.json")["runtime_s"])]
+            seconds = read_json(runtime_path(random_model(name)))["runtime_s"]
+            results[name] = [_row(1, asked[0], scored(model, 0), references[0], seconds)]
             for i in range(1, len(asked)):
-                forget = torch.as_tensor(asked[i]["indices"])
-                remain = torch.as_tensor(np.setdiff1d(data.splits["train"], forgotten[i]))
-                start = time.perf_counter()
-                adversarial = adversarial_examples(model, data, forget, params) if method.needs_adversarial else None
-                task = ForgetTask(data.images, data.labels, forget, remain, len(data.meta["classes"]), adversarial,
-                                  holdout=torch.as_tensor(data.splits["test"]))
-                method.run(model, task, cfg, torch.Generator().manual_seed(params.seed + i))
-                seconds = time.perf_counter() - start
-                save_tensors(REQUESTS_MODELS / f"{name}-{i + 1}.pt", model.state_dict())
-                rows.append(_row(i + 1, asked[i], scored(model, i), references[i], seconds))
-                log.info("%s, request %d: %s", name, i + 1, rows[-1])
-            results[name] = rows
-        log.info("requests: %d after the first, forgotten in all %d samples", len(asked) - 1, int(unions[-1]))
+                seconds = _apply(name, model, i, asked[i], forgotten[i], data, params)
+                results[name].append(_row(i + 1, asked[i], scored(model, i), references[i], seconds))
+        log.info("requests: %d after the first, %d samples forgotten in all", len(asked) - 1, len(forgotten[-1]))
     write_json(REQUESTS_MODELS / "index.json", sorted(p.name for p in REQUESTS_MODELS.glob("*.pt")))
     write_json(REQUESTS_METRICS, {"requests": [r["source"] for r in asked], "methods": results})
     write_text(REQUESTS_REPORT, _report(asked, results, params.retrain.enabled))
     run.log_metrics({f"{key}.{name}.request{row['request']}": float(row[key]) for name, rows in results.items()
                      for row in rows for key in ("rmia_gap", "avg_gap") if row.get(key) is not None})
     run.log_artifact(REQUESTS_REPORT, "report")
+
+
+def _apply(name: str, model, i: int, request: dict, forgotten: np.ndarray, data, params: Params) -> float:
+    """Unlearn request ``i`` (0-based) from ``model`` in place with method ``name``, the remain set
+    being train without every sample ``forgotten`` so far; saves the model, returns the seconds taken."""
+    import torch
+
+    from unlearn.unlearning import METHODS, ForgetTask
+    from unlearn_pipeline.ulira import adversarial_examples
+
+    method, cfg = METHODS.get(name), getattr(params.unlearn, name)
+    forget = torch.as_tensor(request["indices"])
+    remain = torch.as_tensor(np.setdiff1d(data.splits["train"], forgotten))
+    start = time.perf_counter()
+    adversarial = adversarial_examples(model, data, forget, params) if method.needs_adversarial else None
+    task = ForgetTask(data.images, data.labels, forget, remain, len(data.meta["classes"]), adversarial,
+                      holdout=torch.as_tensor(data.splits["test"]))
+    method.run(model, task, cfg, torch.Generator().manual_seed(params.seed + i))
+    seconds = time.perf_counter() - start
+    save_tensors(REQUESTS_MODELS / f"{name}-{i + 1}.pt", model.state_dict())
+    log.info("%s: request %d (%d samples) unlearned in %.2f s", name, i + 1, len(forget), seconds)
+    return seconds
 
 
 def _retrained(params: Params, data, forgotten: list[np.ndarray], scored, run: TrackedRun) -> list[dict | None]:

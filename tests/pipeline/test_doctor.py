@@ -33,6 +33,11 @@ def test_doctor_reports_environment_dataset_and_dvc_state_and_fails_on_damage(pr
     assert done.returncode == 1
     assert "data/prepared/forget.npy: missing or does not match its hash" in done.stdout
 
+    write_params(project, {"model": {"checkpoint": "data/user/models/absent.pt"}})
+    done = doctor(project)
+    assert done.returncode == 1 and "data/user/models/absent.pt: not found" in done.stdout
+    write_params(project, {"model": {"checkpoint": None}})
+
     write_params(project, {"train": {"epochs": 0}})
     done = doctor(project)
     assert done.returncode == 1 and "params.yaml: train.epochs = 0: must be >= 1" in done.stdout

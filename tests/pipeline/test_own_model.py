@@ -76,6 +76,9 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
         rows = requests["methods"][method]
         assert [(row["request"], row["samples"]) for row in rows] == [(1, 20), (2, 10)]
         assert all(row["avg_gap"] is not None and row["rmia_gap"] >= 0 for row in rows)
+        after_first = torch.load(project / f"data/models/random/{method}.pt", weights_only=True)
+        after_second = torch.load(project / f"data/requests/{method}-2.pt", weights_only=True)
+        assert any(not torch.equal(after_first[key], after_second[key]) for key in after_first)
     audit = json.loads((project / "metrics/audit.json").read_text())
     assert audit["method"] == "amun" and audit["reference"] == "retrain"
     assert audit["forgotten"] == all(audit["checks"].values())
