@@ -60,6 +60,8 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
     params["unlearn"] = {name: {**params["unlearn"][name], "epochs": 1} for name in ("amun", "ft")}
     params["ulira"]["shadows"] = 0
     params["train"]["epochs"] = 1  # retrain, and the retrain after the second request
+    params["references"]["K"] = 2  # with one pooled LiRA variance, one IN and one OUT model per sample suffice
+    params["mia"]["fixed_variance"] = True
     params["requests"] = {"files": ["data/user/forget/request2.txt"], "methods": ["amun", "ft"]}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 

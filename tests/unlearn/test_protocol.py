@@ -17,7 +17,7 @@ def test_a_cell_is_reproducible_and_the_forget_seed_moves_only_the_split():
     data = load_dataset("digits")
     images, labels = data.images[:500], data.labels[:500]
     params = parse_params({"train": {"epochs": 2, "batch_size": 128}, "model": {"width": 8},
-                           "adversarial": {"steps": 5}, "unlearn": {"ft": {"epochs": 1}}})
+                           "adversarial": {"steps": 5}, "unlearn": {"ft": {"epochs": 1}}, "audit": {"method": "ft"}})
     runs = [run_method(prepare_cell(images, labels, None, params, seed=0, forget_seed=f), "ft", params.unlearn.ft, 0)
             for f in (0, 0, 1)]
     assert {k: v for k, v in runs[0].items() if "runtime" not in k} == \
