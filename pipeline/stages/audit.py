@@ -8,9 +8,11 @@ import html
 
 from unlearn.config import Params
 from unlearn.io import read_json, write_json, write_text
-from unlearn_pipeline.common import METRICS_DIR, REPORTS_DIR, REQUESTS, load_prepared, metrics_path, stage_device
+from unlearn_pipeline.common import (METRICS_DIR, REPORTS_DIR, REQUESTS, load_prepared, metrics_path, random_model,
+                                     stage_device)
 from unlearn_pipeline.html_report import document, table_html
 from unlearn_pipeline.model_store import input_example, load_model
+from unlearn_pipeline.scoring import ATTACK_REFERENCE
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
@@ -33,7 +35,7 @@ def audit(params: Params, run: TrackedRun) -> None:
     write_json(AUDIT_METRICS, checks)
     write_text(AUDIT, _page(method, asked, metrics, retrained, later, checks, params))
     data = load_prepared(stage_device(params))
-    model = load_model(f"random/{method}", params, data.meta)
+    model = load_model(random_model(method), params, data.meta)
     run.log_metrics({"forgotten": float(checks["forgotten"]), "rmia_gap": checks["rmia_gap"]})
     run.log_artifact(AUDIT, "audit")
     run.log_artifact(REQUESTS, "audit")
@@ -46,11 +48,9 @@ def verdict(metrics: dict, original: dict, retrained: dict | None, later: list[d
     and U-LiRA's too where measured; and the accuracy on the kept data is at most
     ``audit.max_retain_drop`` points below the original model's."""
     cfg = params.audit
-    reference = retrained["mia_rmia_auc"] if retrained else 50.0
-    gaps = [abs(metrics["mia_rmia_auc"] - reference), *(row["rmia_gap"] for row in later)]
-    ulira_gap = None
-    if "ulira_auc" in metrics:
-        ulira_gap = abs(metrics["ulira_auc"] - (retrained["ulira_auc"] if retrained else 50.0))
+    reference = retrained or ATTACK_REFERENCE
+    gaps = [abs(metrics["mia_rmia_auc"] - reference["mia_rmia_auc"]), *(row["rmia_gap"] for row in later)]
+    ulira_gap = abs(metrics["ulira_auc"] - reference["ulira_auc"]) if "ulira_auc" in metrics else None
     retain_drop = original["retain_acc"] - min([metrics["retain_acc"], *(row["retain_acc"] for row in later)])
     passed = {"membership": max(gaps) <= cfg.max_auc_gap,
               "ulira": ulira_gap is None or ulira_gap <= cfg.max_auc_gap,

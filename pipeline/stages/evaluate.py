@@ -10,6 +10,7 @@ from unlearn.io import read_json, write_json, write_text
 from unlearn_pipeline.common import (REPORTS_DIR, csv_text, figure, load_prepared, load_references, markdown_table,
                                      metrics_path, random_model, roc_path, runtime_path, stage_device)
 from unlearn_pipeline.model_store import load_model
+from unlearn_pipeline.scoring import ATTACK_REFERENCE, split_and_attack_metrics
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 from unlearn_pipeline.ulira import ulira_of
@@ -41,16 +42,13 @@ def measure(name: str, params: Params, data, keep, reference_logits) -> dict:
     reference models (AUC, TPR at low FPR, an RMIA ROC curve in ``plots/roc/<name>.csv``),
     U-LiRA against the shadows the same method unlearned (the original: against the shadows
     as trained), with the wall-clock time of the stage that built it."""
-    from unlearn.evaluation import predict, split_metrics
+    from unlearn.evaluation import predict
     from unlearn.evaluation.roc import roc_curve_points
-    from unlearn.evaluation.suite import attack_metrics, attack_scores
 
     model = load_model(random_model(name), params, data.meta)
     logits = predict(model, data.images, params.evaluate.batch_size)
-    scores = attack_scores(logits, reference_logits, keep, data.labels, data.splits["test"], params.mia, params.seed)
-    metrics = {**split_metrics(logits, data.labels, data.splits),
-               **attack_metrics(scores, data.splits, params.mia, params.seed),
-               **ulira_of(logits, name, "random", data, params)}
+    metrics, scores = split_and_attack_metrics(logits, data.splits, data, keep, reference_logits, params)
+    metrics.update(ulira_of(logits, name, "random", data, params))
     metrics = {**{k: round(v, 4) for k, v in metrics.items()}, **read_json(runtime_path(random_model(name)))}
     fpr, tpr = roc_curve_points(scores["rmia"][data.splits["forget"]], scores["rmia"][data.splits["test"]])
     write_text(roc_path(name), csv_text(["fpr", "tpr"], [[f"{f:.5f}", f"{t:.5f}"] for f, t in zip(fpr, tpr)]))
@@ -79,7 +77,6 @@ NO_RETRAIN_NOTE = ("Retraining is off (retrain.enabled: false): no gold standard
                    "runtime ratio are not computed; RMIA gap and U-LiRA gap are the distances to the attacks' "
                    "own reference point, an AUC of 50 (forget samples indistinguishable from test samples). "
                    "That point ignores how far a retrained model itself would sit from 50.")
-ATTACK_REFERENCE = {"mia_rmia_auc": 50.0, "ulira_auc": 50.0}
 
 
 def write_report(results: dict[str, dict], run: TrackedRun) -> None:

@@ -18,6 +18,7 @@ from unlearn.io import read_json, save_tensors, write_json, write_text
 from unlearn_pipeline.common import (METRICS_DIR, REPORTS_DIR, REQUESTS, load_prepared, load_references, markdown_table,
                                      random_model, runtime_path, stage_device)
 from unlearn_pipeline.model_store import load_model
+from unlearn_pipeline.scoring import ATTACK_REFERENCE, split_and_attack_metrics
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
@@ -105,14 +106,12 @@ def _retrained(params: Params, data, forgotten: list[np.ndarray], scored, run: T
 
 def _scores(model, forgotten: np.ndarray, data, keep, reference_logits, params: Params) -> dict[str, float]:
     """Accuracies and RMIA / LiRA (forget = every sample forgotten so far, vs test)."""
-    from unlearn.evaluation import predict, split_metrics
-    from unlearn.evaluation.suite import attack_metrics, attack_scores
+    from unlearn.evaluation import predict
 
     splits = {"forget": forgotten, "remain": np.setdiff1d(data.splits["train"], forgotten),
               "test": data.splits["test"]}
     logits = predict(model, data.images, params.evaluate.batch_size)
-    scores = attack_scores(logits, reference_logits, keep, data.labels, splits["test"], params.mia, params.seed)
-    return {**split_metrics(logits, data.labels, splits), **attack_metrics(scores, splits, params.mia, params.seed)}
+    return split_and_attack_metrics(logits, splits, data, keep, reference_logits, params)[0]
 
 
 def _row(request: int, asked: dict, metrics: dict, reference: dict | None, seconds: float) -> dict:
@@ -123,7 +122,7 @@ def _row(request: int, asked: dict, metrics: dict, reference: dict | None, secon
            **{key: round(float(metrics[key]), 4) for key in ("forget_acc", "retain_acc", "test_acc",
                                                              "mia_rmia_auc", "mia_lira_auc")},
            "runtime_s": round(seconds, 3)}
-    row["rmia_gap"] = round(abs(row["mia_rmia_auc"] - (reference or {}).get("mia_rmia_auc", 50.0)), 4)
+    row["rmia_gap"] = round(abs(row["mia_rmia_auc"] - (reference or ATTACK_REFERENCE)["mia_rmia_auc"]), 4)
     row["avg_gap"] = None if reference is None else round(avg_gap(metrics, reference), 4)
     if reference is not None:
         row["retrain"] = {key: round(float(reference[key]), 4) for key in ("forget_acc", "retain_acc", "test_acc",

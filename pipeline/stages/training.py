@@ -16,6 +16,7 @@ from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
 SECTIONS = ("seed", "model", "train", "lipschitz", "execution.precision")
+CURVE_HEADER = ["epoch", "loss", "accuracy", "lr"]
 
 
 @stage("train", SECTIONS)
@@ -37,7 +38,7 @@ def retrain(params: Params, run: TrackedRun) -> None:
         return
     save_tensors(model_path("retrain"), {})
     write_json(runtime_path("retrain"), {"runtime_s": None})
-    write_text(PLOTS_DIR / "train" / "retrain.csv", csv_text(["epoch", "loss", "accuracy", "lr"], []))
+    write_text(PLOTS_DIR / "train" / "retrain.csv", csv_text(CURVE_HEADER, []))
     write_text(PLOTS_DIR / "lipschitz" / "retrain.csv", csv_text(["layer", "norm"], []))
     run.set_tags({"retrain.enabled": "false"})
 
@@ -51,13 +52,8 @@ def _import(checkpoint: str, params: Params, run: TrackedRun) -> None:
     start = time.perf_counter()
     model = build_model(params, data.meta)
     load_checkpoint(model, checkpoint, params.model.name)
-    seconds = time.perf_counter() - start
-    save_tensors(model_path("original"), model.state_dict())
-    write_json(runtime_path("original"), {"runtime_s": round(seconds, 3)})
-    write_text(PLOTS_DIR / "train" / "original.csv", csv_text(["epoch", "loss", "accuracy", "lr"], []))
     run.set_tags({"model.checkpoint": checkpoint})
-    log_layer_norms("original", model, params, data.meta, run)
-    run.log_model(model, "unlearn-original", input_example(data))
+    _store("original", model, time.perf_counter() - start, [], params, data, run)
 
 
 def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
@@ -66,14 +62,19 @@ def _fit(name: str, split: str, params: Params, run: TrackedRun) -> None:
     data = load_prepared(stage_device(params))
     start = time.perf_counter()
     model, rows = train_model(name, params, data, data.splits[split], run)
-    seconds = time.perf_counter() - start + resumed_seconds(rows)
+    _store(name, model, time.perf_counter() - start + resumed_seconds(rows), rows, params, data, run)
+
+
+def _store(name: str, model, seconds: float, rows: list, params: Params, data, run: TrackedRun) -> None:
+    """Model ``name``'s outputs: its weights, runtime, training curve (``rows``: the epochs) and
+    layer norms, and the model in MLflow."""
     save_tensors(model_path(name), model.state_dict())
     remove_checkpoints(name)
     write_json(runtime_path(name), {"runtime_s": round(seconds, 3)})
     run.log_metrics({"runtime_s": seconds})
     log_layer_norms(name, model, params, data.meta, run)
     curve = PLOTS_DIR / "train" / f"{name}.csv"
-    write_text(curve, csv_text(["epoch", "loss", "accuracy", "lr"],
-                               [[r.epoch, f"{r.loss:.6f}", f"{r.accuracy:.4f}", f"{r.lr:.6g}"] for r in rows]))
+    write_text(curve, csv_text(CURVE_HEADER, [[r.epoch, f"{r.loss:.6f}", f"{r.accuracy:.4f}", f"{r.lr:.6g}"]
+                                              for r in rows]))
     run.log_model(model, f"unlearn-{name}", input_example(data))
     run.log_artifact(curve, "plots")
