@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from unlearn.config import TrainConfig
 from unlearn.device import forward, gather, model_device, move
+from unlearn.optim import SGD, Constant, Cosine, Schedule, StepDecay
 
 if TYPE_CHECKING:
     from unlearn.checkpoint import EpochCheckpoint
@@ -107,17 +108,17 @@ def _crop(padded: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch
     return padded[batch, channel, rows, cols]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> SGD:
+    return SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(optimizer: SGD, cfg: TrainConfig) -> Schedule:
     """Per-epoch learning-rate schedule named by ``cfg.schedule``."""
     if cfg.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+        return StepDecay(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+        return Cosine(optimizer, t_max=cfg.epochs)
+    return Constant(optimizer)
 
 
 def train_(
@@ -175,7 +176,7 @@ def train_(
             start = time.perf_counter()
             for callback in callbacks:
                 callback.on_epoch_start(model, epoch)
-            lr = optimizer.param_groups[0]["lr"]
+            lr = optimizer.lr
             total_loss = torch.zeros((), device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
             order = torch.randperm(n, generator=generator)
@@ -196,7 +197,7 @@ def train_(
                     loss = (F.cross_entropy(logits, target, reduction="none")
                             * gather(sample_weights, idx, device)).mean()
                 objective = loss if penalty is None else loss + penalty(model, epoch)
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 objective.backward()
                 optimizer.step()
                 step += 1
@@ -218,16 +219,16 @@ def train_(
     return history
 
 
-def _snapshot(step: int, history: list[EpochStats], model: nn.Module, optimizer: torch.optim.Optimizer,
-              scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
+def _snapshot(step: int, history: list[EpochStats], model: nn.Module, optimizer: SGD,
+              scheduler: Schedule, generator: torch.Generator,
               callbacks: Sequence[Callback]) -> dict[str, Any]:
     return {"step": step, "history": [dataclasses.asdict(stats) for stats in history],
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "generator": generator.get_state(), "callbacks": [callback.state_dict() for callback in callbacks]}
 
 
-def _restore(saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
+def _restore(saved: dict[str, Any], model: nn.Module, optimizer: SGD,
+             scheduler: Schedule, generator: torch.Generator,
              callbacks: Sequence[Callback]) -> tuple[int, list[EpochStats]]:
     """Load a :func:`_snapshot` into the training objects; returns the step count and history."""
     model.load_state_dict(saved["model"])

@@ -92,7 +92,7 @@ def scrub(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     def one_pass(size: int, loss_fn, batch_size: int) -> None:
         for idx in torch.randperm(size, generator=generator).split(batch_size):
             loss = loss_fn(idx)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
 
