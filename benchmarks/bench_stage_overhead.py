@@ -3,7 +3,11 @@
 For each module, the wall time of a fresh ``python -c "import X"`` subprocess minus
 that of ``python -c pass`` (interpreter start-up); the measurements are interleaved
 (one round imports every module once, in turn) and the median over the rounds is
-reported. Then the wall time of the whole ``prepare`` stage on the embedded digits
+reported. Two fixed costs of the stages that train and log a model are timed the same way,
+net of their imports, beside what the project does instead: the first step of
+``torch.optim.SGD`` (its methods import ``torch._dynamo``) against :class:`unlearn.optim.SGD`,
+and MLflow's check of a model's pip requirements against the installed packages (skipped by
+``unlearn_pipeline.tracking`` while logging). Then the wall time of the whole ``prepare`` stage on the embedded digits
 (``python -m unlearn_pipeline prepare``), which does almost no work: it decodes 1,797
 8x8 images and writes the splits. It runs in a temporary folder holding a copy of
 params.yaml (the installed ``unlearn`` and ``unlearn_pipeline``), against a throw-away MLflow
@@ -32,6 +36,15 @@ MODULES = (
     "unlearn.config", "unlearn_pipeline.stages", "unlearn_pipeline.__main__", "unlearn_pipeline.tracking",
 )
 DEFAULT_PROJECT = Path(__file__).resolve().parent.parent
+_STEP = "p = torch.nn.Parameter(torch.ones(3)); p.grad = torch.ones(3); o = {}; o.step()"
+FIXED_COSTS = {  # name: (import, import and the work), timed in turn
+    "first torch.optim.SGD step": ("import torch", "import torch\n" + _STEP.format("torch.optim.SGD([p], lr=0.1)")),
+    "first unlearn.optim.SGD step": ("import torch, unlearn.optim",
+                                     "import torch, unlearn.optim\n" + _STEP.format("unlearn.optim.SGD([p], lr=0.1)")),
+    "MLflow's requirement check (skipped)": (
+        "import mlflow.utils.requirements_utils",
+        "import mlflow.utils.requirements_utils as r\nr.warn_dependency_requirement_mismatches(['torch', 'mlflow'])"),
+}
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -57,6 +70,9 @@ def import_times(repeats: int, cwd: Path, env: dict[str, str]) -> dict[str, list
     python = sys.executable
     commands = {"(python -c pass)": [python, "-c", "pass"]}
     commands.update({m: [python, "-c", f"import {m}"] for m in MODULES})
+    for name, (imports, work) in FIXED_COSTS.items():
+        commands[f"{name} (imports)"] = [python, "-c", imports]
+        commands[name] = [python, "-c", work]
     for cmd in commands.values():  # warm-up: fill the OS file cache and __pycache__
         timed(cmd, cwd, env)
     times: dict[str, list[float]] = {name: [] for name in commands}
@@ -96,8 +112,11 @@ def main() -> None:
     print("| what | seconds |")
     print("|---|---:|")
     print(f"| python -c pass (interpreter start-up) | {base:.3f} |")
-    for module, times in imports.items():
-        print(f"| import {module} | {statistics.median(times) - base:.3f} |")
+    for module in MODULES:
+        print(f"| import {module} | {statistics.median(imports[module]) - base:.3f} |")
+    for name in FIXED_COSTS:
+        work = statistics.median(imports[name]) - statistics.median(imports[f"{name} (imports)"])
+        print(f"| {name}, net of its imports | {work:.3f} |")
     print(f"| stage: python -m unlearn_pipeline prepare on digits (whole) | {statistics.median(stage):.3f} |")
 
 
