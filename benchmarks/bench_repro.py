@@ -13,9 +13,12 @@ venv's), PYTHONPATH set to the clone's code (its ``src/unlearn``, and its ``pipe
 through a link named ``unlearn_pipeline``; not the editable install's), and ``MLFLOW_TRACKING_URI=sqlite:///<tmp>/mlflow.db``
 so the project's MLflow store is not touched.
 
-Run from anywhere (takes a minute or two):
+``--rev`` checks out another commit in the clone, to time an older version the same way
+(run the two one after the other: the machine is noisy).
 
-    python benchmarks/bench_repro.py [--repeats 3] [--keep] [--project /work/main]
+Run from anywhere (takes about 5 minutes):
+
+    python benchmarks/bench_repro.py [--repeats 3] [--keep] [--project /work/main] [--rev COMMIT]
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def stage_env(venv_bin: Path, repo: Path, tmp: Path) -> dict[str, str]:
     return env
 
 
-def bench(project: Path, tmp: Path, repeats: int) -> list[tuple[str, float, str]]:
+def bench(project: Path, tmp: Path, repeats: int, rev: str = "HEAD") -> list[tuple[str, float, str]]:
     repo = tmp / "repo"
     venv_bin = project / ".venv" / "bin"
     if not (venv_bin / "dvc").exists():
@@ -79,8 +82,9 @@ def bench(project: Path, tmp: Path, repeats: int) -> list[tuple[str, float, str]
     rows: list[tuple[str, float, str]] = []
 
     seconds, _, _ = run(["git", "clone", "--quiet", str(project), str(repo)], cwd=tmp)
+    run(["git", "checkout", "--quiet", rev], cwd=repo)
     commit = run(["git", "rev-parse", "--short", "HEAD"], cwd=repo)[1].strip()
-    rows.append((f"git clone (HEAD {commit})", seconds, ""))
+    rows.append((f"git clone ({rev} = {commit})", seconds, ""))
     if (repo / "data" / "prepared").exists() or (repo / ".dvc" / "cache").exists():
         sys.exit("the clone already has outputs or a DVC cache; the full run would not be a full run")
 
@@ -116,11 +120,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="no-op `dvc repro` runs (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (its path is printed)")
     parser.add_argument("--project", type=Path, default=DEFAULT_PROJECT, help="the project to clone")
+    parser.add_argument("--rev", default="HEAD", help="the commit to check out in the clone (default HEAD)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-repro-"))
     try:
-        rows = bench(args.project.resolve(), tmp, args.repeats)
+        rows = bench(args.project.resolve(), tmp, args.repeats, args.rev)
         print("| what | seconds | target |")
         print("|---|---:|---|")
         for what, seconds, target in rows:
