@@ -200,10 +200,11 @@ def log_pytorch_model(model: torch.nn.Module, registered_name: str, input_exampl
 def _installed_requirements_unchecked():
     """Skip MLflow's check of a model's pip requirements against the installed packages while
     logging (run when it writes the model and again when it loads it back to validate the
-    input example): it maps every installed distribution to its modules first, about 1.5 s
-    per stage process on the CI machine, and it cannot find anything here, because the
-    requirements are the installed versions themselves (:func:`_model_requirements`; MLflow
-    pins its own version the same way). A module of an MLflow without the name is left alone."""
+    input example): it first maps every installed distribution to its modules, 0.5 s on the
+    CI machine (``benchmarks/bench_stage_overhead.py``), once in every stage process that logs
+    a model. It cannot find anything here: the requirements are the installed versions
+    themselves (:func:`_model_requirements`; MLflow pins its own version the same way). A module
+    of an MLflow without the name is left alone."""
     import mlflow.pyfunc
     from mlflow.utils import environment
 

@@ -2,9 +2,9 @@
 ``torch.optim.Optimizer``.
 
 Why not ``torch.optim.SGD``: every method of torch's ``Optimizer`` (``__init__``, ``step``,
-``zero_grad``, ``state_dict``) imports ``torch._dynamo`` on first use, which takes about 2 s
-on the 2-core CI machine, and every pipeline stage that trains is a fresh process that pays
-it (about 45 s of a default ``dvc repro``). The update itself is torch's: :meth:`SGD.step`
+``zero_grad``, ``state_dict``) imports ``torch._dynamo`` on first use, which takes 1.3 s on
+the 2-core CI machine (``benchmarks/bench_stage_overhead.py``), and every pipeline stage that
+trains is a fresh process that pays it. The update itself is torch's: :meth:`SGD.step`
 calls the public functional ``torch.optim.sgd.sgd`` with the arguments ``torch.optim.SGD``
 passes (single-tensor on CPU, foreach where torch picks it), and the schedules follow
 ``torch.optim.lr_scheduler``'s recursive formulas step by step, so training is
