@@ -8,21 +8,25 @@ from torch import nn
 from unlearn.optim import SGD, Constant, Cosine, StepDecay
 
 
-def _model(seed: int) -> nn.Module:
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+def _model(seed: int, device: str = "cpu") -> nn.Module:
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
     model[0].bias.requires_grad_(False)  # a parameter that never has a gradient
-    return model
+    return model.to(device)
 
 
 def _epochs(model, optimizer, scheduler, epochs: int, data_seed: int = 0) -> list[float]:
     generator = torch.Generator().manual_seed(data_seed)
+    device = next(model.parameters()).device
     lrs = []
     for _ in range(epochs):
         lrs.append(optimizer.param_groups[0]["lr"] if hasattr(optimizer, "param_groups") else optimizer.lr)
         for _ in range(3):
-            x = torch.randn(8, 6, generator=generator)
-            y = torch.randint(0, 3, (8,), generator=generator)
+            x = torch.randn(8, 6, generator=generator).to(device)
+            y = torch.randint(0, 3, (8,), generator=generator).to(device)
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(x), y).backward()
             optimizer.step()
@@ -38,10 +42,12 @@ SCHEDULES = {
 }
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("schedule", sorted(SCHEDULES))
 @pytest.mark.parametrize("momentum,weight_decay", [(0.9, 5e-4), (0.0, 0.0), (0.5, 0.0)])
-def test_training_is_bit_identical_to_torch_sgd(schedule, momentum, weight_decay):
-    theirs, ours = _model(1), _model(1)
+def test_training_is_bit_identical_to_torch_sgd(schedule, momentum, weight_decay, device):
+    """On CUDA both take torch's multi-tensor (foreach) update, on CPU the single-tensor one."""
+    theirs, ours = _model(1, device), _model(1, device)
     reference = torch.optim.SGD(theirs.parameters(), lr=0.07, momentum=momentum, weight_decay=weight_decay)
     optimizer = SGD(ours.parameters(), lr=0.07, momentum=momentum, weight_decay=weight_decay)
     make_theirs, make_ours = SCHEDULES[schedule]
