@@ -222,14 +222,14 @@ def test_log_model_registers_a_pytorch_model_that_gives_the_same_outputs(store):
         second = time.perf_counter() - started
     assert run.failed is None, run.failed
     assert second < 1.5, (first, second)  # the first call also pays MLflow's one-time imports
+    from importlib.metadata import version
+
     from mlflow.utils import environment
     from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
 
     assert environment.warn_dependency_requirement_mismatches is warn_dependency_requirement_mismatches  # restored
     assert mlflow.pyfunc.warn_dependency_requirement_mismatches is warn_dependency_requirement_mismatches
     requirements = Path(mlflow.pyfunc.get_model_dependencies("models:/cnn/latest")).read_text().split()
-    from importlib.metadata import version
-
     assert f"torch=={version('torch')}" in requirements and f"mlflow=={mlflow.__version__}" in requirements
     client = mlflow.MlflowClient(store)
     assert sorted(int(v.version) for v in client.search_model_versions("name='cnn'")) == [1, 2]
