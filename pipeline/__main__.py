@@ -26,6 +26,8 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
     stage = load_stage(name)
     _check_items(name, stage.fn, items)
     params = load_params(params_file)
+    if stage.threads is not None:
+        pin_threads(stage.threads)
     sections = {}
     for section in (*stage.sections, *stage.untracked):  # e.g. "unlearn.${item}" -> params.unlearn.<item>
         key = section.replace("${item}", items[0] if items else "")
@@ -35,6 +37,18 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
     tags = {"dvc.stage": addressing, **device_tags(params)}
     with TrackedRun(addressing, sections, tags=tags) as run, precision(params.execution.precision):
         stage.fn(params, run, *items)
+
+
+def pin_threads(threads: int) -> None:
+    """Pin this process (torch's intra-op threads, and the BLAS / OpenMP pools numpy and
+    scikit-learn use) and the worker processes it spawns to ``threads`` threads: results
+    depend on the thread count at the level of float rounding."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
 
 
 def _check_items(stage: str, fn, items: list[str]) -> None:

@@ -38,3 +38,9 @@ def class_cells(params: Params) -> dict[str, list[dict]]:
         if "ulira_auc" in original:
             original["ulira_gap"] = abs(original["ulira_auc"] - base["retrain"]["ulira_auc"])
     return per_model
+
+
+def class_variants(params: Params) -> list[str]:
+    """The study's TRW variants (``trw_<name>``): reported beside F6's subject ``trw``, never
+    counted among the prior methods."""
+    return [m for m in params.class_sweep.methods if m.startswith("trw_")]

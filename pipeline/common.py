@@ -168,6 +168,20 @@ def csv_text(header: list[str], rows: list[list]) -> str:
     return buffer.getvalue()
 
 
+def metric_cell(metrics: dict, key: str, digits: int = 2) -> str:
+    """``metrics[key]`` for a report table, with its 95% interval over samples when the
+    metrics carry one (``<key>_ci95``, a half-width): ``52.10 ± 6.93``; ``-`` when absent."""
+    if key not in metrics:
+        return "-"
+    interval = metrics.get(f"{key}_ci95")
+    return f"{metrics[key]:.{digits}f}" + ("" if interval is None else f" ± {interval:.{digits}f}")
+
+
+INTERVAL_NOTE = ("An AUC's ± is its bootstrap 95% interval over samples (MIA-efficacy's: the normal interval of a "
+                 "percentage): two models whose intervals overlap are not told apart by that attack, so no "
+                 "single model is the best by it.")
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                      + ["| " + " | ".join(row) + " |" for row in rows])

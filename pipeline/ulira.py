@@ -181,5 +181,5 @@ def score(target_logits: torch.Tensor, shadow_logits: torch.Tensor, found: Candi
 
     idx = torch.as_tensor(found.indices)
     scores = ulira_scores(target_logits[idx], shadow_logits, found.keep, data.labels[idx],
-                          fixed_variance=params.ulira.fixed_variance)
+                          fixed_variance=params.ulira.pooled_variance)
     return ulira_metrics(scores, found.positive, seed=params.seed, repeats=params.mia.repeats)

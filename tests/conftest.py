@@ -38,7 +38,7 @@ TINY_PARAMS = {
     "class_track": {"retrain_seeds": 2},
     "unlearn_class": {method: {"epochs": 1} for method in CLASS_METHODS},
     "sweep": {"seeds": [0, 1], "forget_seeds": [0], "methods": ["amun", "ft"], "lr_grid": {"ft": [0.01, 0.05]},
-              "references": 4},
+              "step_grid": [5], "references": 4},
     "class_sweep": {"seeds": [0], "classes": [1], "methods": ["trw", "ft"], "lr_grid": {"ft": [0.01, 0.05]}},
     "flow": {"concurrency": 2, "retries": 0},
 }

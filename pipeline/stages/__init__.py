@@ -35,20 +35,25 @@ class Stage:
     fn: Callable
     sections: tuple[str, ...]  # the params sections the stage reads (dvc.yaml lists the same)
     untracked: tuple[str, ...] = ()  # sections it reads that cannot change its results (not in dvc.yaml)
+    threads: int | None = None  # intra-op threads it is pinned to (None: torch's default)
 
 
 STAGES: dict[str, Stage] = {}
+STUDY_THREADS = 1  # the studies' stages: their figures then do not depend on the machine's core count
 
 
-def stage(name: str, sections: tuple[str, ...] = (), untracked: tuple[str, ...] = ()) -> Callable:
+def stage(name: str, sections: tuple[str, ...] = (), untracked: tuple[str, ...] = (),
+          threads: int | None = None) -> Callable:
     """Register the decorated function as stage ``name``; ``${item}`` in a section stands
-    for the stage's first item (``unlearn.${item}`` -> ``unlearn.amun``)."""
+    for the stage's first item (``unlearn.${item}`` -> ``unlearn.amun``). ``threads`` pins
+    the stage (and the jobs it spawns) to that many intra-op threads: the studies use 1, so
+    that their figures are the same on 2 cores and on 32 of the same CPU type."""
     def decorator(fn: Callable) -> Callable:
         if name in STAGES:
             raise ValueError(f"stage {name!r} is already registered")
         if name not in MODULES or fn.__module__ != f"{__name__}.{MODULES[name]}":
             raise ValueError(f"stage {name!r}: MODULES places it in {MODULES.get(name)!r}, not {fn.__module__}")
-        STAGES[name] = Stage(fn, sections, untracked)
+        STAGES[name] = Stage(fn, sections, untracked, threads)
         return fn
 
     return decorator

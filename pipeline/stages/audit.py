@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import html
 
+import numpy as np
+
 from unlearn.config import Params
 from unlearn.io import read_json, write_json, write_text
-from unlearn_pipeline.common import (METRICS_DIR, REPORTS_DIR, REQUESTS, load_prepared, metrics_path, random_model,
-                                     stage_device)
+from unlearn_pipeline.common import (METRICS_DIR, REPORTS_DIR, REQUESTS, load_prepared, metric_cell, metrics_path,
+                                     random_model, stage_device)
 from unlearn_pipeline.html_report import document, table_html
 from unlearn_pipeline.model_store import input_example, load_model
 from unlearn_pipeline.scoring import ATTACK_REFERENCE
@@ -31,7 +33,8 @@ def audit(params: Params, run: TrackedRun) -> None:
     metrics = {name: read_json(metrics_path(name)) for name in ("original", method)}
     retrained = read_json(metrics_path("retrain")) if params.retrain.enabled else None
     later = read_json(METRICS_DIR / "requests.json")["methods"].get(method, [])[1:]
-    checks = verdict(metrics[method], metrics["original"], retrained, later, params)
+    removed = list(np.cumsum([len(request["indices"]) for request in asked]))
+    checks = verdict(metrics[method], metrics["original"], retrained, later, params, [int(n) for n in removed])
     write_json(AUDIT_METRICS, checks)
     write_text(AUDIT, _page(method, asked, metrics, retrained, later, checks, params))
     data = load_prepared(stage_device(params))
@@ -42,21 +45,48 @@ def audit(params: Params, run: TrackedRun) -> None:
     run.log_model(model, f"unlearn-audited-{method}", input_example(data))
 
 
-def verdict(metrics: dict, original: dict, retrained: dict | None, later: list[dict], params: Params) -> dict:
-    """The rule: "forgotten" when, after every request, the RMIA AUC (forgotten vs test samples)
-    is within ``audit.max_auc_gap`` points of the reference (retrain's AUC; 50 without retrain),
-    and U-LiRA's too where measured; and the accuracy on the kept data is at most
-    ``audit.max_retain_drop`` points below the original model's."""
+ANSWERS = {"inside": "forgotten", "outside": "not forgotten", "undecided": "too few samples to tell"}
+
+
+def verdict(metrics: dict, original: dict, retrained: dict | None, later: list[dict], params: Params,
+            removed: list[int] | None = None) -> dict:
+    """The rule, with the uncertainty of each test: "forgotten" when, after every request,
+    the whole 95% interval of the RMIA AUC's difference from the reference (retrain's AUC; 50
+    without retrain) lies within ``audit.max_auc_gap`` points, U-LiRA's too where measured,
+    and the accuracy on the kept data is at most ``audit.max_retain_drop`` points below the
+    original model's; "not forgotten" when some interval lies wholly beyond the margin or the
+    kept accuracy fell further; "too few samples to tell" otherwise, with about how many
+    removed samples would decide it (:func:`unlearn.findings.against_margin`). An AUC's
+    interval is its bootstrap half-width over samples; a difference's adds the reference's in
+    quadrature. ``removed``: the samples removed so far after each request."""
+    from unlearn.findings import against_margin
+
     cfg = params.audit
     reference = retrained or ATTACK_REFERENCE
-    gaps = [abs(metrics["mia_rmia_auc"] - reference["mia_rmia_auc"]), *(row["rmia_gap"] for row in later)]
-    ulira_gap = abs(metrics["ulira_auc"] - reference["ulira_auc"]) if "ulira_auc" in metrics else None
+    removed = removed or [0] * (1 + len(later))
+    rows = [metrics, *later]
+    references = [reference, *(row.get("retrain", reference) for row in later)]
+    membership = [against_margin(row["mia_rmia_auc"] - ref["mia_rmia_auc"],
+                                 float(np.hypot(row.get("mia_rmia_auc_ci95", 0.0), ref.get("mia_rmia_auc_ci95", 0.0))),
+                                 cfg.max_auc_gap, n) for row, ref, n in zip(rows, references, removed)]
+    ulira = None
+    if "ulira_auc" in metrics:
+        ulira = against_margin(metrics["ulira_auc"] - reference["ulira_auc"],
+                               float(np.hypot(metrics.get("ulira_auc_ci95", 0.0), reference.get("ulira_auc_ci95", 0.0))),
+                               cfg.max_auc_gap, removed[0])
     retain_drop = original["retain_acc"] - min([metrics["retain_acc"], *(row["retain_acc"] for row in later)])
-    passed = {"membership": max(gaps) <= cfg.max_auc_gap,
-              "ulira": ulira_gap is None or ulira_gap <= cfg.max_auc_gap,
-              "kept_accuracy": retain_drop <= cfg.max_retain_drop}
-    return {"method": cfg.method, "forgotten": all(passed.values()), "checks": passed,
-            "rmia_gap": round(max(gaps), 4), "ulira_gap": None if ulira_gap is None else round(ulira_gap, 4),
+    tests = [*membership, *([ulira] if ulira else [])]
+    kept = retain_drop <= cfg.max_retain_drop
+    answer = ("not forgotten" if not kept or any(t["answer"] == "outside" for t in tests) else
+              "forgotten" if all(t["answer"] == "inside" for t in tests) else "too few samples to tell")
+    needed = [t["samples_needed"] for t in tests if t["answer"] == "undecided"]
+    return {"method": cfg.method, "answer": answer, "forgotten": answer == "forgotten",
+            "checks": {"membership": [ANSWERS[t["answer"]] for t in membership],
+                       "ulira": None if ulira is None else ANSWERS[ulira["answer"]], "kept_accuracy": kept},
+            "membership": membership, "ulira": ulira,
+            "samples_needed": None if answer != "too few samples to tell" or None in needed else max(needed),
+            "rmia_gap": round(max(abs(t["difference"]) for t in membership), 4),
+            "ulira_gap": None if ulira is None else round(abs(ulira["difference"]), 4),
             "retain_drop": round(retain_drop, 4), "reference": "retrain" if retrained else "AUC 50",
             "max_auc_gap": cfg.max_auc_gap, "max_retain_drop": cfg.max_retain_drop}
 
@@ -81,18 +111,28 @@ def _page(method: str, asked: list[dict], metrics: dict, retrained: dict | None,
 
 def _verdict_block(checks: dict, params: Params) -> str:
     cfg = params.audit
-    word = "FORGOTTEN" if checks["forgotten"] else "NOT SHOWN TO BE FORGOTTEN"
+    word = {"forgotten": "FORGOTTEN", "not forgotten": "NOT FORGOTTEN",
+            "too few samples to tell": "TOO FEW SAMPLES TO TELL"}[checks["answer"]]
     reference = ("a model retrained from scratch without them" if checks["reference"] == "retrain" else
                  "a coin flip (no model was retrained: retrain.enabled is false)")
+    tests = [("RMIA", t) for t in checks["membership"]] + ([("U-LiRA", checks["ulira"])] if checks["ulira"] else [])
+    measured = "; ".join(f"{name} {t['difference']:+.2f} ± {t['ci95']:.2f} points over {t['samples']} samples"
+                         for name, t in tests)
+    more = ""
+    if checks["answer"] == "too few samples to tell":
+        more = (f" With about {checks['samples_needed']} removed samples (the differences held where they are) the "
+                f"intervals would be narrow enough to decide." if checks["samples_needed"] else
+                " A difference sits exactly on the margin: no number of samples decides it.")
     return (f"<h2>Verdict: {word}</h2><p>Rule: the removed samples count as forgotten when the strongest "
             f"membership test here (RMIA, with reference models) tells them from samples the model never saw "
-            f"no better than it does for {reference}: its score (AUC, in percent) is within "
-            f"{cfg.max_auc_gap:g} points of that reference after every request, and U-LiRA's too where it ran; "
-            f"and when the accuracy on the kept data is at most {cfg.max_retain_drop:g} points below the original "
-            f"model's. Here: RMIA {checks['rmia_gap']:.2f} points from the reference"
-            + (f", U-LiRA {checks['ulira_gap']:.2f}" if checks["ulira_gap"] is not None else "")
-            + f"; kept-data accuracy {_versus(checks['retain_drop'])} the original's. A test that cannot "
-            f"tell is evidence, not proof: a stronger attack could.</p>")
+            f"no better than it does for {reference}: the difference of its score (AUC, in percent) from that "
+            f"reference, with its 95% interval, lies within {cfg.max_auc_gap:g} points after every request, and "
+            f"U-LiRA's too where it ran; and the accuracy on the kept data is at most {cfg.max_retain_drop:g} "
+            f"points below the original model's. Not forgotten: an interval lies wholly beyond "
+            f"{cfg.max_auc_gap:g} points, or the kept accuracy fell further. Too few samples to tell: otherwise "
+            f"(the interval straddles the margin). Here: {measured}; kept-data accuracy "
+            f"{_versus(checks['retain_drop'])} the original's.{more} A test that cannot tell is evidence, not "
+            f"proof: a stronger attack could.</p>")
 
 
 def _versus(drop: float) -> str:
@@ -122,19 +162,20 @@ def _models(m: dict, original: dict, retrained: dict | None) -> list[tuple[str, 
 
 def _membership_block(m: dict, retrained: dict | None, later: list[dict]) -> str:
     reference = "retrained model" if retrained else "reference point (coin flip)"
-    rows = [["RMIA AUC, removed vs never-seen samples", f"{m['mia_rmia_auc']:.2f}",
-             f"{retrained['mia_rmia_auc']:.2f}" if retrained else "50.00"],
+    rows = [["RMIA AUC, removed vs never-seen samples", metric_cell(m, "mia_rmia_auc"),
+             metric_cell(retrained, "mia_rmia_auc") if retrained else "50.00"],
             ["RMIA true-positive rate at 1% false positives", f"{m['mia_rmia_tpr_at_1fpr']:.2f}",
              f"{retrained['mia_rmia_tpr_at_1fpr']:.2f}" if retrained else "1.00"]]
     if "ulira_auc" in m:
-        rows.append(["U-LiRA AUC (shadow models unlearned the same way)", f"{m['ulira_auc']:.2f}",
-                     f"{retrained['ulira_auc']:.2f}" if retrained else "50.00"])
+        rows.append(["U-LiRA AUC (shadow models unlearned the same way)", metric_cell(m, "ulira_auc"),
+                     metric_cell(retrained, "ulira_auc") if retrained else "50.00"])
     text = ("<p>An AUC of 50 means the test cannot tell the removed samples from samples the model never saw; "
-            "100 means it always can. The target is the reference's value.</p>")
+            "100 means it always can. The target is the reference's value. ± is the 95% interval over samples: "
+            "how far the AUC could move with other samples of the same size.</p>")
     text += table_html(["test", "after unlearning", reference], rows)
     if later:
         text += "<p>After the later requests (every sample removed so far):</p>" + table_html(
             ["after request", "RMIA AUC", "gap to reference", "kept-data accuracy"],
-            [[str(row["request"]), f"{row['mia_rmia_auc']:.2f}", f"{row['rmia_gap']:.2f}", f"{row['retain_acc']:.2f}%"]
-             for row in later])
+            [[str(row["request"]), metric_cell(row, "mia_rmia_auc"), f"{row['rmia_gap']:.2f}",
+              f"{row['retain_acc']:.2f}%"] for row in later])
     return text

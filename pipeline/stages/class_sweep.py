@@ -19,12 +19,12 @@ from pathlib import Path
 from unlearn.config import Params
 from unlearn.errors import ConfigError, DataError
 from unlearn.io import load_tensors, read_json, save_tensors, write_json, write_text
-from unlearn_pipeline.class_study import cell_dir, class_cells, method_path
+from unlearn_pipeline.class_study import cell_dir, class_cells, class_variants, method_path
 from unlearn_pipeline.common import (REPORTS_DIR, Prepared, load_prepared, markdown_table, remove_checkpoints,
                                      stage_device)
 from unlearn_pipeline.fitting import train_model
 from unlearn_pipeline.model_store import build_model
-from unlearn_pipeline.stages import stage
+from unlearn_pipeline.stages import STUDY_THREADS, stage
 from unlearn_pipeline.tracking import TrackedRun
 
 CELL_SECTIONS = ("model", "train", "lipschitz", "class_track.retrain_seeds", "ulira", "mia_nn", "mia.repeats",
@@ -53,7 +53,7 @@ def _candidates(data: Prepared, params: Params, split: dict, seed: int, forget_c
                            params.ulira.shadows, (seed, 2, forget_class))
 
 
-@stage("class_cell", CELL_SECTIONS)
+@stage("class_cell", CELL_SECTIONS, threads=STUDY_THREADS)
 def class_cell(params: Params, run: TrackedRun, seed: str, forget_class: str) -> None:
     """One cell's models, in ``data/class_sweep/cells/seed<seed>-class<class>/``: the original's
     and the shadows' weights, every model's logits, and the original's and each retrained
@@ -195,7 +195,7 @@ def _run_method(cell: _Cell, info: dict, method: str, cfg, shadows: bool) -> dic
 
 @stage("class_method", ("unlearn_class.${item}", "class_sweep.lr_grid", "class_sweep.seeds", "class_sweep.classes",
                         "class_sweep.tuning_seed", "class_sweep.tuning_class", "class_sweep.select_by", "model",
-                        "ulira", "mia_nn", "mia.repeats", "execution.precision"))
+                        "ulira", "mia_nn", "mia.repeats", "execution.precision"), threads=STUDY_THREADS)
 def class_method(params: Params, run: TrackedRun, method: str) -> None:
     """One class-track method of the study: its learning rate, the grid point with the
     smallest ``class_sweep.select_by`` on the tuning cell (a method without a grid keeps its
@@ -226,7 +226,7 @@ def class_method(params: Params, run: TrackedRun, method: str) -> None:
 
 
 @stage("class_report", ("class_sweep.seeds", "class_sweep.classes", "class_sweep.methods", "class_sweep.tuning_seed",
-                        "class_sweep.tuning_class", "class_sweep.select_by", "ulira.shadows"))
+                        "class_sweep.tuning_class", "class_sweep.select_by", "ulira.shadows", "findings"))
 def class_report(params: Params, run: TrackedRun) -> None:
     """Mean, std and 95% interval over the cells of every model's metrics, retrain's MIA-NN
     noise floor and each method's paired difference from TRW (per cell, the method's gap
@@ -257,7 +257,8 @@ def class_report(params: Params, run: TrackedRun) -> None:
     if "trw" in methods and len(methods) > 1:
         from unlearn.findings import class_study_findings
 
-        verdicts = class_study_findings(per_model)
+        verdicts = class_study_findings(per_model, params.findings.margins, params.findings.alpha,
+                                        variants=class_variants(params))
     write_text(REPORTS_DIR / "class_sweep.md", _markdown(params, names, summary, above_floor, from_trw, methods,
                                                          verdicts))
     run.log_metrics({f"{key}.{name}": summary[name][key]["mean"] for name in per_model for key in GAP_KEYS

@@ -7,8 +7,9 @@ import logging
 
 from unlearn.config import Params
 from unlearn.io import read_json, write_json, write_text
-from unlearn_pipeline.common import (REPORTS_DIR, csv_text, figure, load_prepared, load_references, markdown_table,
-                                     metrics_path, random_model, roc_path, runtime_path, stage_device)
+from unlearn_pipeline.common import (INTERVAL_NOTE, REPORTS_DIR, csv_text, figure, load_prepared, load_references,
+                                     markdown_table, metric_cell, metrics_path, random_model, roc_path, runtime_path,
+                                     stage_device)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.scoring import ATTACK_REFERENCE, split_and_attack_metrics
 from unlearn_pipeline.stages import stage
@@ -72,7 +73,7 @@ REPORT_NOTE = ("Accuracies in percent. RMIA and LiRA AUC: how well the attack (w
                "test on shadow models that the same method unlearned tells forget samples from never-seen "
                "ones (retrain's value, about 50, is the target; U-LiRA gap: the distance to it). Runtime: "
                "wall-clock time of the stage that built the "
-               "model (AMUN's includes building its adversarial set).")
+               "model (AMUN's includes building its adversarial set). " + INTERVAL_NOTE)
 NO_RETRAIN_NOTE = ("Retraining is off (retrain.enabled: false): no gold standard exists, so Avg Gap and the "
                    "runtime ratio are not computed; RMIA gap and U-LiRA gap are the distances to the attacks' "
                    "own reference point, an AUC of 50 (forget samples indistinguishable from test samples). "
@@ -140,4 +141,4 @@ def _html_report(tables: list, names: tuple[str, ...], note: str, run: TrackedRu
 
 
 def _report_row(name: str, metrics: dict) -> list[str]:
-    return [name, *(f"{metrics[key]:.2f}" if key in metrics else "-" for key in REPORT_COLUMNS)]
+    return [name, *(metric_cell(metrics, key) for key in REPORT_COLUMNS)]

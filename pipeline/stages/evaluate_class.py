@@ -8,8 +8,8 @@ from pathlib import Path
 from unlearn.config import Params
 from unlearn.io import read_json, write_json, write_text
 from unlearn_pipeline.class_track import class_model, class_split, retrain_name
-from unlearn_pipeline.common import (PLOTS_DIR, REPORTS_DIR, csv_text, figure, load_prepared, load_references,
-                                     markdown_table, runtime_path, stage_device)
+from unlearn_pipeline.common import (INTERVAL_NOTE, PLOTS_DIR, REPORTS_DIR, csv_text, figure, load_prepared,
+                                     load_references, markdown_table, metric_cell, runtime_path, stage_device)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -59,8 +59,9 @@ def evaluate_class(params: Params, run: TrackedRun) -> None:
                                 params.mia_nn, params.seed)
         scores = attack_scores(logits, reference_logits, keep, data.labels, data.splits["test"], params.mia,
                                params.seed, attacks=("rmia",))["rmia"]
-        metrics["mia_rmia_auc"] = roc_metrics(scores[split["forget"]], scores[split["forget_test"]], seed=params.seed,
-                                              repeats=params.mia.repeats)["auc"]
+        found = roc_metrics(scores[split["forget"]], scores[split["forget_test"]], seed=params.seed,
+                            repeats=params.mia.repeats)
+        metrics["mia_rmia_auc"], metrics["mia_rmia_auc_ci95"] = found["auc"], found["auc_ci95"]
         return {**metrics, **ulira_of(logits, kind, "class", data, params)}
 
     retrained = [predict(load_model(retrain_name(k), params, data.meta), data.images, batch)
@@ -118,10 +119,9 @@ def _write_class_report(results: dict, where: dict, classes: list, forget_class:
             f"Retrain: the mean over {results['retrain']['seeds']} seeds. "
             f"The retrained models send the class mostly to class {classes[landmarks['nearest_class']]} (n(f)); "
             f"the original model's classifier weights rank class {classes[landmarks['head_similar_class']]} as "
-            f"most similar to it (where TRW's tilt sends it).")
+            f"most similar to it (where TRW's tilt sends it). {INTERVAL_NOTE}")
     header = ["model", *REPORT_COLUMNS.values()]
-    rows = [[name, *("-" if key not in m else f"{m[key]:.3f}" if key == "tv_to_retrain" else f"{m[key]:.2f}"
-                     for key in REPORT_COLUMNS)]
+    rows = [[name, *(metric_cell(m, key, 3 if key == "tv_to_retrain" else 2) for key in REPORT_COLUMNS)]
             for name, m in results.items()]
     table = markdown_table(header, rows)
     write_text(REPORTS_DIR / "class_results.md", f"# Class unlearning\n\n{note}\n\n{table}\n")

@@ -120,13 +120,13 @@ def _row(request: int, asked: dict, metrics: dict, reference: dict | None, secon
 
     row = {"request": request, "source": asked["source"], "samples": len(asked["indices"]),
            **{key: round(float(metrics[key]), 4) for key in ("forget_acc", "retain_acc", "test_acc",
-                                                             "mia_rmia_auc", "mia_lira_auc")},
+                                                             "mia_rmia_auc", "mia_rmia_auc_ci95", "mia_lira_auc")},
            "runtime_s": round(seconds, 3)}
     row["rmia_gap"] = round(abs(row["mia_rmia_auc"] - (reference or ATTACK_REFERENCE)["mia_rmia_auc"]), 4)
     row["avg_gap"] = None if reference is None else round(avg_gap(metrics, reference), 4)
     if reference is not None:
         row["retrain"] = {key: round(float(reference[key]), 4) for key in ("forget_acc", "retain_acc", "test_acc",
-                                                                           "mia_rmia_auc")}
+                                                                           "mia_rmia_auc", "mia_rmia_auc_ci95")}
     return row
 
 

@@ -22,7 +22,7 @@ from unlearn.io import load_tensors, read_json, save_tensors, write_json, write_
 from unlearn_pipeline.cells import DEFAULT_REGIME, build_cell, cell_keep
 from unlearn_pipeline.common import REPORTS_DIR, load_prepared, markdown_table, stage_device
 from unlearn_pipeline.model_store import build_model
-from unlearn_pipeline.stages import stage
+from unlearn_pipeline.stages import STUDY_THREADS, stage
 from unlearn_pipeline.tracking import TrackedRun
 
 SWEEP = Path("data/sweep")
@@ -47,7 +47,7 @@ def _seeds(stage_name: str, seed: str, forget_seed: str) -> tuple[int, int]:
     return int(seed), int(forget_seed)
 
 
-@stage("sweep_cell", CELL_SECTIONS, untracked=("execution",))
+@stage("sweep_cell", CELL_SECTIONS, untracked=("execution",), threads=STUDY_THREADS)
 def sweep_cell(params: Params, run: TrackedRun, seed: str, forget_seed: str) -> None:
     """One cell's starting point: its split, original and retrained models, its reference
     models' logits, D_A and their metrics, in ``data/sweep/cells/seed<seed>-forget<forget_seed>/``.
@@ -90,14 +90,14 @@ def _load_cell(params: Params, data, seed: int, forget_seed: int):
                       info["stats"], references, params.mia, seed)
 
 
-@stage("sweep_method", ("unlearn.${item}", "sweep.lr_grid", "sweep.seeds", "sweep.forget_seeds",
+@stage("sweep_method", ("unlearn.${item}", "sweep.lr_grid", "sweep.step_grid", "sweep.seeds", "sweep.forget_seeds",
                         "sweep.tuning_seed", "sweep.tuning_forget_seed", "sweep.select_by", "sweep.references", "mia",
-                        "execution.precision"))
+                        "execution.precision"), threads=STUDY_THREADS)
 def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
-    """One method of the study: its learning rate, the grid point with the smallest
-    ``sweep.select_by`` on the tuning cell (a method without a grid keeps the rate of its
-    ``unlearn`` section), then its metrics on every cell at that rate, in
-    ``data/sweep/methods/<method>.json``."""
+    """One method of the study: its learning rate and (with ``sweep.step_grid``) StepLR
+    step, the grid point with the smallest ``sweep.select_by`` on the tuning cell (a method
+    without an lr grid keeps the rate of its ``unlearn`` section), then its metrics on every
+    cell at that point, in ``data/sweep/methods/<method>.json``."""
     from unlearn.protocol import run_method
 
     sweep = params.sweep
@@ -106,27 +106,41 @@ def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
                           f"{', '.join(params.unlearn.methods)}")
     data = load_prepared(stage_device(params))
     cfg = getattr(params.unlearn, method)
-    grid = sweep.lr_grid.get(method, [cfg.lr])
     tuning = _load_cell(params, data, sweep.tuning_seed, sweep.tuning_forget_seed)
-    gaps = {}
-    for lr in grid:
-        with TrackedRun(f"sweep_method/{method}/lr={lr:g}", {"lr": lr}, tags={"unlearn.job": "tune-point"},
-                        parent=run.run_id) as point:
-            metrics = run_method(tuning, method, cfg.model_copy(update={"lr": lr}), sweep.tuning_seed)
-            point.log_metrics({k: float(v) for k, v in metrics.items()})
-        gaps[lr] = metrics[sweep.select_by]
-    best = min(grid, key=gaps.get)
-    run.log_metrics({"best_lr": best, f"best_{sweep.select_by}": gaps[best]})
-    chosen = cfg.model_copy(update={"lr": best})
+    gaps, points = {}, {}
+    for point in tuning_points(cfg, sweep.lr_grid.get(method, [cfg.lr]), sweep.step_grid):
+        label = point_label(point)
+        with TrackedRun(f"sweep_method/{method}/{label}", {k: v for k, v in point.items() if k != "schedule"},
+                        tags={"unlearn.job": "tune-point"}, parent=run.run_id) as tracked:
+            metrics = run_method(tuning, method, cfg.model_copy(update=point), sweep.tuning_seed)
+            tracked.log_metrics({k: float(v) for k, v in metrics.items()})
+        gaps[label], points[label] = metrics[sweep.select_by], point
+    best = min(gaps, key=gaps.get)
+    run.log_metrics({"best_lr": points[best]["lr"], f"best_{sweep.select_by}": gaps[best]})
+    chosen = cfg.model_copy(update=points[best])
     cells = {}
     for seed in sweep.seeds:
         for forget_seed in sweep.forget_seeds:
             cell = _load_cell(params, data, seed, forget_seed)
             cells[cell_dir(seed, forget_seed).name] = run_method(cell, method, chosen, seed)
-    write_json(method_path(method), {"lr": best, "select_by": sweep.select_by,
-                                     "tuning_gap_by_lr": {f"{lr:g}": round(gap, 4) for lr, gap in gaps.items()},
+    write_json(method_path(method), {"lr": points[best]["lr"], "step_size": chosen.step_size,
+                                     "schedule": chosen.schedule, "select_by": sweep.select_by,
+                                     "tuning_gap": {label: round(gap, 4) for label, gap in gaps.items()},
                                      "cells": cells})
     run.log_metrics({f"{key}.{name}": float(m[key]) for name, m in cells.items() for key in ("avg_gap", "avg_gap_svc")})
+
+
+def tuning_points(cfg, lr_grid: list[float], step_grid: list[int]) -> list[dict]:
+    """The grid of a method's tuning: each rate of ``lr_grid``, and with ``step_grid`` each
+    StepLR step (the schedule becomes ``step``; AMUN's official tuning searches the same
+    grid for every method); without it the section's own schedule."""
+    if not step_grid:
+        return [{"lr": lr} for lr in lr_grid]
+    return [{"lr": lr, "schedule": "step", "step_size": step} for lr in lr_grid for step in step_grid]
+
+
+def point_label(point: dict) -> str:
+    return f"lr={point['lr']:g}" + (f",step={point['step_size']}" if "step_size" in point else "")
 
 
 def amun_of(remain_access: bool) -> str:
@@ -169,10 +183,17 @@ def sweep_report(params: Params, run: TrackedRun) -> None:
     access = {name: cells[0].get("remain_access", True) for name, cells in per_model.items()}
     write_json(Path("metrics/sweep.json"), {"cells": len(names), "models": summary, "differences": differences,
                                             "remain_access": access, "select_by": sweep.select_by,
-                                            "lr": {m: result["lr"] for m, result in methods.items()}})
+                                            "lr": {m: result["lr"] for m, result in methods.items()},
+                                            "step_size": {m: result.get("step_size") for m, result in methods.items()
+                                                          if result.get("schedule") == "step"}})
     write_text(REPORTS_DIR / "sweep.md", _sweep_markdown(params, names, summary, differences, methods))
     run.log_metrics({f"{key}.{name}": summary[name][key]["mean"] for name in per_model for key in GAP_KEYS})
     run.log_artifact(REPORTS_DIR / "sweep.md", "report")
+
+
+def _recipe(result: dict) -> str:
+    step = f" ({result['step_size']})" if result.get("schedule") == "step" else ""
+    return f"{result['lr']:g}{step}"
 
 
 def _rounded(summary: dict) -> dict:
@@ -185,8 +206,8 @@ def _sweep_markdown(params: Params, names: list[str], summary: dict, differences
     def cell(stats: dict | None) -> str:
         return "-" if stats is None else f"{stats['mean']:.2f} ± {stats['ci95']:.2f}"
 
-    header = ["model", "lr", *REPORT_KEYS]
-    rows = [[name, f"{methods[name]['lr']:g}" if name in methods else "-",
+    header = ["model", "lr (StepLR step)", *REPORT_KEYS]
+    rows = [[name, _recipe(methods[name]) if name in methods else "-",
              *(cell(summary[name].get(k)) for k in REPORT_KEYS)] for name in summary]
     diff_rows = [[name, d["from"], *(cell(d[k]) for k in GAP_KEYS)] for name, d in differences.items()]
     note = (f"Mean ± half-width of the 95% Student-t interval over {len(names)} cells (model seeds {sweep.seeds} x "

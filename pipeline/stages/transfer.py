@@ -18,7 +18,7 @@ from unlearn.io import write_json
 from unlearn_pipeline.cells import smooth_params, target_label
 from unlearn_pipeline.common import load_prepared, remove_checkpoints, stage_device
 from unlearn_pipeline.fitting import train_model
-from unlearn_pipeline.stages import stage
+from unlearn_pipeline.stages import STUDY_THREADS, stage
 from unlearn_pipeline.tracking import TrackedRun
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,11 @@ def transfer_path(seed: int) -> Path:
     return TRANSFER / f"seed{seed}.json"
 
 
-@stage("transfer", ("model", "train", "lipschitz", "transfer", "execution.precision"))
+@stage("transfer", ("model", "train", "lipschitz", "transfer", "execution.precision"), threads=STUDY_THREADS)
 def transfer(params: Params, run: TrackedRun, seed: str) -> None:
     """One seed's source and target model per Lipschitz target, their bounds, and the
-    transfer-rate matrices of L2 and L-infinity PGD (``rate`` and ``rate_unconditional``,
+    transfer-rate matrices of L2 and L-infinity PGD (``rate``, ``rate_unconditional`` and the
+    chance level ``rate_random``,
     see :func:`unlearn.evaluation.transfer.transfer_matrix`)."""
     import numpy as np
     import torch
@@ -62,12 +63,14 @@ def transfer(params: Params, run: TrackedRun, seed: str) -> None:
             models[f"{role}.{label}"] = smoothness_record(model, data, target)
     rng = np.random.default_rng([seed_value, 2])
     test = data.splits["test"]
-    chosen_idx = torch.as_tensor(np.sort(rng.choice(test, size=min(cfg.samples, len(test)), replace=False)))
+    chosen_idx = torch.as_tensor(np.sort(rng.choice(test, size=len(test) if cfg.samples is None else min(cfg.samples, len(test)), replace=False)))
     x, y = to_float(data.images[chosen_idx]), data.labels[chosen_idx].to(data.images.device)
     start = torch.Generator().manual_seed(seed_value)
     attacks = {"l2": lambda m, i, t: pgd_l2(m, i, t, eps=cfg.eps, steps=cfg.steps),
                "linf": lambda m, i, t: pgd_linf(m, i, t, eps=cfg.eps_linf, steps=cfg.steps_linf, generator=start)}
-    matrices = {norm: _rounded(transfer_matrix(sources, targets, x, y, attack)) for norm, attack in attacks.items()}
+    noise = torch.Generator().manual_seed(seed_value + 1)
+    matrices = {norm: _rounded(transfer_matrix(sources, targets, x, y, attack, norm, noise))
+                for norm, attack in attacks.items()}
     write_json(transfer_path(seed_value), {"seed": seed_value, "samples": len(chosen_idx), "models": models,
                                            "eps": {"l2": cfg.eps, "linf": cfg.eps_linf}, **matrices})
     remove_checkpoints(*trained)

@@ -36,7 +36,7 @@ def unlearn_class(params: Params, run: TrackedRun, method_name: str) -> None:
     task = ForgetTask(data.images, data.labels, torch.as_tensor(split["forget"]), torch.as_tensor(split["remain"]),
                       len(data.meta["classes"]), holdout=torch.as_tensor(data.splits["test"]))
     extra = {}
-    if method_name == "trw":  # the tilt strength it solves for, for the report
+    if method_name.startswith("trw"):  # the tilt strength it solves for, for the report
         from unlearn.unlearning.trw import targets_for
 
         extra["tilt_strength"] = round(targets_for(model, task, cfg)[1], 4)

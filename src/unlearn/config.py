@@ -255,7 +255,7 @@ class TransferConfig(_Section):
     ``10 * seed + 1``) with the ``train`` recipe for ``epochs`` epochs, BatchNorm removed
     and FastClip with ``bn: remove`` (so that each model's bound is the product of its
     clipped layers; the other ``lipschitz`` settings apply). PGD examples crafted on each
-    source for ``samples`` test samples are scored on every target: L2 (``eps``, ``steps``
+    source for ``samples`` test samples (null: the whole test split) are scored on every target: L2 (``eps``, ``steps``
     steps of eps / 10, as AMUN's attack) and L-infinity as the LOTOS study ran it
     (``eps_linf``, ``steps_linf`` steps of eps / 10 from a uniform random start).
     """
@@ -267,7 +267,7 @@ class TransferConfig(_Section):
     steps: PositiveInt = 20
     eps_linf: PositiveFloat = 0.1
     steps_linf: PositiveInt = 50
-    samples: PositiveInt = 300
+    samples: Optional[PositiveInt] = None
 
     @model_validator(mode="after")
     def _distinct(self) -> "TransferConfig":
@@ -424,6 +424,7 @@ class UnlearnClassConfig(_MethodSections):
     fine-tuning recipe from the original model (the keys of ``train``)."""
 
     trw: TrwConfig = Field(default_factory=TrwConfig)
+    trw_maxent: TrwConfig = Field(default_factory=TrwConfig)
     ft: FinetuneConfig = Field(default_factory=FinetuneConfig)
     rl: RemainOptionalConfig = Field(default_factory=RemainOptionalConfig)
     ga: GradientAscentConfig = Field(default_factory=GradientAscentConfig)
@@ -465,10 +466,16 @@ class UliraConfig(_Section):
     """U-LiRA (:mod:`unlearn.evaluation.ulira`; stages ``ulira_shadows``, ``unlearn@<method>``,
     ``unlearn_class@<method>``, ``evaluate``, ``evaluate_class``): ``shadows`` shadow models
     per track, each unlearned by every method (0: no U-LiRA); ``fixed_variance``: one
-    pooled variance instead of one per candidate."""
+    pooled variance instead of one per candidate; null: pooled below 16 shadows (a
+    per-candidate variance from fewer than 8 shadows per side is too noisy), per candidate
+    from 16 on (:attr:`pooled_variance`)."""
 
     shadows: NonNegInt = 4
-    fixed_variance: bool = True
+    fixed_variance: Optional[bool] = None
+
+    @property
+    def pooled_variance(self) -> bool:
+        return self.shadows < 16 if self.fixed_variance is None else self.fixed_variance
 
     @model_validator(mode="after")
     def _enough(self) -> "UliraConfig":
@@ -510,7 +517,8 @@ class SweepConfig(_Section):
 
     Every (``seeds`` x ``forget_seeds``) cell trains its own original and retrained model
     (model seed) on its own split (forget-set seed) and runs ``methods``. A method with a
-    learning-rate grid in ``lr_grid`` first has its rate chosen, by the smallest
+    learning-rate grid in ``lr_grid`` first has its rate (and, with ``step_grid``, its
+    StepLR step: every tuning point then uses the step schedule) chosen, by the smallest
     ``select_by`` (``avg_gap``: the thesis's, with RMIA; ``avg_gap_svc``: SalUn's) on a
     separate tuning cell (``tuning_seed``, ``tuning_forget_seed``); the cells then use
     the chosen rate. Every cell, the tuning cell included, trains its own ``references``
@@ -525,6 +533,7 @@ class SweepConfig(_Section):
         default_factory=lambda: list(RANDOM_TRACK_METHODS))
     lr_grid: dict[Literal[RANDOM_TRACK_METHODS], list[PositiveFloat]] = Field(  # type: ignore[valid-type]
         default_factory=dict)
+    step_grid: list[PositiveInt] = Field(default_factory=list)
     tuning_seed: NonNegInt = 0
     tuning_forget_seed: NonNegInt = 100
     references: Annotated[int, _interval(2, None)] = 8
@@ -588,9 +597,13 @@ class SmoothnessConfig(_Section):
     ``bn: remove`` (so each model's bound is the product of its clipped layers, recorded),
     ``sweep.references`` reference models with the same recipe, D_A, and each of
     ``methods`` with its ``unlearn`` section; every model is scored with RMIA.
+    ``clip_unlearning``: FastClip stays on at the target (every ``lipschitz.clip_every``
+    steps and at the end) while each method unlearns, so the unlearned model stays in the
+    smooth class, as the official smooth-model runs of AMUN do.
     """
 
     targets: list[Optional[PositiveFloat]] = Field(default_factory=lambda: [None, 2.0, 1.0])
+    clip_unlearning: bool = True
     seeds: list[NonNegInt] = Field(default_factory=lambda: [0, 1, 2])
     forget_seed: NonNegInt = 0
     methods: list[Literal[RANDOM_TRACK_METHODS]] = Field(  # type: ignore[valid-type]
@@ -599,6 +612,32 @@ class SmoothnessConfig(_Section):
     @model_validator(mode="after")
     def _distinct(self) -> "SmoothnessConfig":
         _distinct_lists(self, ("targets", "seeds", "methods"))
+        return self
+
+
+FINDINGS = ("F1", "F2", "F3", "F4", "F5", "F6")
+
+
+class FindingsConfig(_Section):
+    """How the studies' findings are judged (stage ``findings``, :mod:`unlearn.findings`),
+    fixed before the studies run. ``alpha``: the family-wise error of each finding's
+    simultaneous (Bonferroni) intervals. ``margins``: per finding, the smallest difference
+    that matters, in the unit of its differences (Avg Gap points for F1 and F2, transfer-rate
+    points for F3, AUC points for F4-F6); an interval inside +-margin refutes the claim as a
+    tie. ``max_accuracy_drop``: F2 and F3 compare the unclipped models with the smoothest
+    Lipschitz target whose models' mean test accuracy is at most this many points below the
+    unclipped models' (the whole curve is reported beside it)."""
+
+    alpha: Annotated[float, _interval(0.0, 0.5, lo_open=True)] = 0.05
+    margins: dict[Literal[FINDINGS], PositiveFloat] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: {"F1": 0.5, "F2": 0.5, "F3": 5.0, "F4": 2.0, "F5": 2.0, "F6": 2.0})
+    max_accuracy_drop: NonNegFloat = 2.0
+
+    @model_validator(mode="after")
+    def _every_margin(self) -> "FindingsConfig":
+        missing = [key for key in FINDINGS if key not in self.margins]
+        if missing:
+            raise ValueError(f"margins.{missing[0]} is missing; every finding {', '.join(FINDINGS)} needs a margin")
         return self
 
 
@@ -667,6 +706,7 @@ class Params(_Section):
     mia_nn: MiaNnConfig = Field(default_factory=MiaNnConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     smoothness: SmoothnessConfig = Field(default_factory=SmoothnessConfig)
+    findings: FindingsConfig = Field(default_factory=FindingsConfig)
     class_sweep: ClassSweepConfig = Field(default_factory=ClassSweepConfig)
     references: ReferencesConfig = Field(default_factory=ReferencesConfig)
     mia: MiaConfig = Field(default_factory=MiaConfig)

@@ -31,7 +31,9 @@ def run_jobs(jobs: list[Job], *, workers: int = 1, retries: int = 0, address: st
     With ``address`` (a Dask scheduler, ``tcp://host:8786``) they run on that cluster: see
     :func:`run_on_dask`. Otherwise ``workers == 1`` runs them one after another in this
     process; more starts that many worker processes (spawned, each with
-    ``OMP_NUM_THREADS = cores // workers`` so they do not oversubscribe the CPU). A job
+    ``OMP_NUM_THREADS = cores // workers`` so they do not oversubscribe the CPU, at most
+    the caller's own ``OMP_NUM_THREADS`` when set: a stage pinned to one thread keeps its
+    jobs at one thread, so their results do not depend on the core count). A job
     that raises is retried up to ``retries`` times; the last error is raised once every
     other job has finished.
     """
@@ -43,8 +45,9 @@ def run_jobs(jobs: list[Job], *, workers: int = 1, retries: int = 0, address: st
         return [_with_retries(job, retries) for job in jobs]
     import multiprocessing
 
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
     previous = os.environ.get("OMP_NUM_THREADS")
+    cap = int(previous) if previous and previous.isdigit() and int(previous) > 0 else os.cpu_count() or 1
+    threads = str(max(1, min(cap, (os.cpu_count() or 1) // workers)))
     os.environ["OMP_NUM_THREADS"] = threads  # inherited by the spawned workers
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:

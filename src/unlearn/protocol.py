@@ -13,6 +13,7 @@ cell's retrained model, the thesis's (``avg_gap``: accuracies and RMIA AUC) and 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass
@@ -147,19 +148,30 @@ def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_cl
     return model.eval(), time.perf_counter() - start + resumed_seconds(history)
 
 
-def run_method(cell: CellModels, name: str, cfg, seed: int) -> dict:
+def run_method(cell: CellModels, name: str, cfg, seed: int, clip=None, bound: bool = False) -> dict:
     """Method ``name`` with settings ``cfg`` from a copy of the cell's original model: its
     metrics (:func:`measure`), ``runtime_s`` (D_A's time included for AMUN) and the gaps
-    to retrain (:func:`gaps`)."""
+    to retrain (:func:`gaps`). ``clip`` (a :class:`unlearn.config.LipschitzConfig`) keeps
+    its clipping on during every training the method runs, so that a smooth original stays
+    smooth (the official smooth-model runs of AMUN clip while unlearning); ``bound`` (or
+    ``clip``) adds the unlearned model's ``lipschitz_bound``."""
     from unlearn.evaluation import predict
+    from unlearn.lipschitz import clipping_callbacks, lipschitz_bound
+    from unlearn.training import extra_callbacks
     from unlearn.unlearning import METHODS
 
     method = METHODS.get(name)
     model = copy.deepcopy(cell.original)
+    shape = tuple(cell.task.images.shape[1:])
+    clipping = contextlib.nullcontext() if clip is None else extra_callbacks(
+        lambda m: clipping_callbacks(m, shape, clip, seed))
     start = time.perf_counter()
-    method.run(model, cell.task, cfg, torch.Generator().manual_seed(seed))
+    with clipping:
+        method.run(model, cell.task, cfg, torch.Generator().manual_seed(seed))
     seconds = time.perf_counter() - start + (cell.adversarial_s if method.needs_adversarial else 0.0)
     metrics = measure(predict(model, cell.task.images), cell.task.labels, cell)
+    if bound or clip is not None:
+        metrics["lipschitz_bound"] = lipschitz_bound(model, shape)[0]
     return {**metrics, "runtime_s": seconds, "runtime_vs_retrain": seconds / cell.retrain_s,
             **gaps(metrics, cell.metrics["retrain"]), "remain_access": method.remain_access(cfg)}
 

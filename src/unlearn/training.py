@@ -5,6 +5,7 @@ clipping, plugged in by later stages)."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import math
 import time
@@ -62,6 +63,22 @@ def resumed_seconds(history: Sequence[EpochStats]) -> float:
     """The seconds the epochs restored from a checkpoint took when they were trained: a
     resumed training adds them to its wall time, so runtime comparisons stay fair."""
     return sum(stats.seconds for stats in history if stats.resumed)
+
+
+_EXTRA_CALLBACKS: contextvars.ContextVar[Callable[[nn.Module], list[Callback]] | None] = contextvars.ContextVar(
+    "extra_callbacks", default=None)
+
+
+@contextlib.contextmanager
+def extra_callbacks(factory: Callable[[nn.Module], list[Callback]]) -> Iterator[None]:
+    """Within the block, every :func:`train_` call adds ``factory(model)``'s callbacks to its
+    own: e.g. FastClip kept on while an unlearning method, whatever its recipe, fine-tunes a
+    smooth model (the methods call ``train_`` themselves, so they need not know about it)."""
+    token = _EXTRA_CALLBACKS.set(factory)
+    try:
+        yield
+    finally:
+        _EXTRA_CALLBACKS.reset(token)
 
 
 @contextlib.contextmanager
@@ -163,6 +180,8 @@ def train_(
     from tqdm.auto import tqdm
 
     device = model_device(model)
+    factory = _EXTRA_CALLBACKS.get()
+    callbacks = [*callbacks, *(factory(model) if factory is not None else ())]
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg)
     history: list[EpochStats] = []

@@ -137,8 +137,10 @@ def test_the_seed_study_runs_per_method_and_reruns_only_what_changed(project):
     findings = json.loads((project / "metrics" / "findings.json").read_text())
     assert set(findings) == {"F1", "F2", "F3", "F4", "F5", "F6"}
     for finding in findings.values():
-        assert finding["holds"] in ("yes", "no", "inconclusive") and finding["rule"] and finding["evidence"]
-        assert (finding["why"] == "") == (finding["holds"] == "yes")
+        assert finding["holds"] in ("yes", "no", "inconclusive", "untestable") and finding["rule"]
+        assert (finding["why"] == "") == (finding["holds"] == "yes") and finding["evidence"]
+        assert finding["margin"] > 0 and finding["detectable"] >= 0 and isinstance(finding["control"]["passed"], bool)
+        assert (finding["holds"] == "untestable") == (not finding["control"]["passed"])
     assert findings["F1"]["cells"] == 2 and "ft - amun" in findings["F1"]["evidence"]["differences"]
     transfer = json.loads((project / "metrics" / "transfer.json").read_text())
     assert set(transfer["rate"]) == {"l2", "linf"} and set(transfer["rate"]["linf"]) == {

@@ -58,8 +58,8 @@ def test_the_command_refuses_a_bad_preset_and_writes_nothing(project):
 
 @pytest.mark.parametrize(("name", "method", "expected"), [
     ("scrub-official", "scrub", {"epochs": 3, "max_epochs": 2, "alpha": 0.001, "gamma": 0.99, "kd_temperature": 4.0,
-                                 "kd_t_squared": True, "lr": 5e-4, "batch_size": 128, "forget_batch_size": 32}),
-    ("be-official", "be", {"epochs": 10, "lr": 1e-5, "use_remain": False, "weight_decay": 0.0}),
+                                 "kd_t_squared": True, "lr": 5e-4, "batch_size": 256, "forget_batch_size": 512}),
+    ("be-official", "be", {"epochs": 10, "lr": 1e-5, "use_remain": False, "weight_decay": 5e-4}),
 ])
 def test_the_official_presets_set_their_method_section_alone(name, method, expected):
     preset = yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text())

@@ -74,7 +74,7 @@ def test_unlearn_class_refuses_a_random_track_method_before_any_work(project):
     done = run_stage(project, "unlearn_class", "amun")
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: unlearn_class: unknown item 'amun': params.yaml has no section "
-                                   "unlearn_class.amun; known: trw, ft, rl, ga, bs, be, salun, scrub")
+                                   "unlearn_class.amun; known: trw, trw_maxent, ft, rl, ga, bs, be, salun, scrub")
     assert not (project / "data" / "models").exists()
 
 

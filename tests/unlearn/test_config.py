@@ -130,7 +130,7 @@ def test_model_names_match_the_registry():
     ({"class_track": {"forget_class": -1}}, "params.yaml: class_track.forget_class = -1: must be >= 0"),
     ({"class_track": {"retrain_seeds": 1}}, "params.yaml: class_track.retrain_seeds = 1: must be >= 2"),
     ({"unlearn_class": {"trw": {"beta": -1.0}}}, "params.yaml: unlearn_class.trw.beta = -1.0: must be >= 0"),
-    ({"unlearn_class": {"amun": {}}}, "params.yaml: unlearn_class.amun: unknown key; did you mean 'salun'? allowed: trw, ft, rl, ga, bs, be, "
+    ({"unlearn_class": {"amun": {}}}, "params.yaml: unlearn_class.amun: unknown key; did you mean 'salun'? allowed: trw, trw_maxent, ft, rl, ga, bs, be, "
                                       "salun, scrub"),
     ({"mia_nn": {"neighbours": 10}}, "params.yaml: mia_nn.neighbours = 10: must be at most 9 (the classes of digits "
                                      "other than the forgotten one)"),
@@ -146,11 +146,16 @@ def test_model_names_match_the_registry():
                                 "that never saw each candidate)"),
     ({"unlearn_class": {"trw": {"target": "onehot"}}}, "params.yaml: unlearn_class.trw.target = onehot: must be one "
                                                         "of: 'maxent' or 'softmax'"),
+    ({"findings": {"margins": {"F1": 0.5}}}, "params.yaml: findings: margins.F2 is missing; every finding F1, F2, "
+                                             "F3, F4, F5, F6 needs a margin"),
+    ({"findings": {"margins": {"F7": 1.0}}}, "params.yaml: findings.margins: unknown key 'F7'; must be one of: "
+                                             "'F1', 'F2', 'F3', 'F4', 'F5' or 'F6'"),
+    ({"findings": {"alpha": 0.0}}, "params.yaml: findings.alpha = 0.0: must be in (0.0, 0.5]"),
     ({"class_sweep": {"tuning_class": 1}}, "params.yaml: class_sweep: tuning_class 1 is also an evaluated class; "
                                            "tune on another class"),
     ({"class_sweep": {"classes": [1, 12]}}, "params.yaml: class_sweep.classes = [1, 12]: digits has classes 0..9"),
     ({"class_sweep": {"lr_grid": {"amun": [0.1]}}}, "params.yaml: class_sweep.lr_grid: unknown key 'amun'; must be "
-                                                    "one of: 'trw', 'ft', 'rl', 'ga', 'bs', 'be', 'salun' or 'scrub'"),
+                                                    "one of: 'trw', 'trw_maxent', 'ft', 'rl', 'ga', 'bs', 'be', 'salun' or 'scrub'"),
 ])
 def test_bad_attack_and_unlearning_settings(raw, expected):
     assert error_for(raw) == expected
@@ -159,3 +164,11 @@ def test_bad_attack_and_unlearning_settings(raw, expected):
 def test_small_reference_sets_work_with_the_matching_options():
     assert parse_params({"references": {"K": 2}, "mia": {"fixed_variance": True}}).references.K == 2
     assert parse_params({"references": {"K": 1}, "mia": {"online": False, "fixed_variance": True}}).references.K == 1
+
+
+def test_u_lira_pools_its_variance_below_16_shadows_unless_told():
+    from unlearn.config import parse_params
+
+    assert parse_params({"ulira": {"shadows": 8}}).ulira.pooled_variance
+    assert not parse_params({"ulira": {"shadows": 16}}).ulira.pooled_variance
+    assert not parse_params({"ulira": {"shadows": 8, "fixed_variance": False}}).ulira.pooled_variance

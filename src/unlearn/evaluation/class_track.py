@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from unlearn.config import MiaNnConfig
-from unlearn.evaluation.mia_nn import features, mia_nn_auc, neighbour_classes, total_variation
+from unlearn.evaluation.mia_nn import features, mia_nn_attack, neighbour_classes, total_variation
 
 
 def forget_inputs(splits: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -30,7 +30,8 @@ def class_metrics(logits: torch.Tensor, labels: torch.Tensor, splits: Mapping[st
     - ``forget_acc`` / ``forget_test_acc``: accuracy on the forgotten class's train / test
       samples (about 0 after unlearning); ``retain_acc``, ``test_acc``: on the remaining
       classes' train / test samples;
-    - ``mia_nn``: MIA-NN's AUC, forget-class train vs test samples (50: no trace);
+    - ``mia_nn``: MIA-NN's AUC, forget-class train vs test samples (50: no trace), and its
+      bootstrap 95% half-width over samples ``mia_nn_ci95``;
     - ``tv_to_retrain`` (a distance in [0, 1]): mean total variation between this model's
       and the retrained models' mean output distribution on the forgotten class's inputs;
     - ``to_nearest``: share of those inputs predicted as the nearest class n(f).
@@ -44,8 +45,9 @@ def class_metrics(logits: torch.Tensor, labels: torch.Tensor, splits: Mapping[st
         metrics[f"{key}_acc"] = 100.0 * float((predicted[splits[split]] == truth[splits[split]]).mean())
     neighbours = neighbour_classes(retrained_probs, forget_class, cfg.neighbours)
     kind = {"kind": cfg.features, "neighbours": neighbours}
-    metrics["mia_nn"] = mia_nn_auc(features(probs[splits["forget"]], **kind),
-                                   features(probs[splits["forget_test"]], **kind), seed=seed, folds=cfg.folds)
+    found = mia_nn_attack(features(probs[splits["forget"]], **kind), features(probs[splits["forget_test"]], **kind),
+                          seed=seed, folds=cfg.folds)
+    metrics["mia_nn"], metrics["mia_nn_ci95"] = found["auc"], found["auc_ci95"]
     inputs = forget_inputs(splits)
     metrics["tv_to_retrain"] = total_variation(probs[inputs], np.mean(retrained_probs, axis=0))
     metrics["to_nearest"] = 100.0 * float((predicted[inputs] == neighbours[0]).mean())

@@ -32,8 +32,9 @@ def split_metrics(logits: torch.Tensor, labels: torch.Tensor, splits: Mapping[st
     """From a model's ``logits`` (N, C) on every sample: ``forget_acc``, ``retain_acc`` and
     ``test_acc`` (percent), the mean losses, ``mia_svc`` (SalUn's MIA-efficacy, percent)
     and ``mia_loss_auc`` (a cross-validated logistic regression on the loss, forget vs
-    test, AUC in percent) over the forget, remain and test index arrays of ``splits``."""
-    from unlearn.evaluation.mia_svc import loss_attack_auc, mia_svc, true_label_confidence
+    test, AUC in percent) over the forget, remain and test index arrays of ``splits``; each
+    attack's 95% interval over samples as ``<key>_ci95`` (a half-width)."""
+    from unlearn.evaluation.mia_svc import loss_attack, mia_svc, proportion_ci95, true_label_confidence
 
     metrics = {}
     confidence, losses = {}, {}
@@ -44,5 +45,7 @@ def split_metrics(logits: torch.Tensor, labels: torch.Tensor, splits: Mapping[st
         metrics[f"{key}_loss"] = float(losses[split].mean())
         confidence[split] = true_label_confidence(logits[idx], labels[idx])
     metrics["mia_svc"] = mia_svc(confidence["remain"], confidence["test"], confidence["forget"])
-    metrics["mia_loss_auc"] = loss_attack_auc(losses["forget"], losses["test"])
+    metrics["mia_svc_ci95"] = proportion_ci95(metrics["mia_svc"], len(splits["forget"]))
+    loss = loss_attack(losses["forget"], losses["test"])
+    metrics["mia_loss_auc"], metrics["mia_loss_auc_ci95"] = loss["auc"], loss["auc_ci95"]
     return metrics

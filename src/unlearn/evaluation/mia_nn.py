@@ -50,11 +50,18 @@ def features(probs: np.ndarray, kind: str = "sorted", neighbours: np.ndarray | N
 def mia_nn_auc(train_features: np.ndarray, test_features: np.ndarray, *, seed: int = 0, folds: int = 5) -> float:
     """Cross-validated AUC (percent) of an RBF SVM telling forget-class train samples
     (label 1) from forget-class test samples (label 0) by their ``features``."""
-    from sklearn.metrics import roc_auc_score
+    return mia_nn_attack(train_features, test_features, seed=seed, folds=folds)["auc"]
+
+
+def mia_nn_attack(train_features: np.ndarray, test_features: np.ndarray, *, seed: int = 0,
+                  folds: int = 5) -> dict[str, float]:
+    """:func:`mia_nn_auc` as ``auc`` with its bootstrap 95% interval ``auc_ci95`` over samples."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
+
+    from unlearn.evaluation.roc import scored_auc
 
     size = min(len(train_features), len(test_features))
     if size < folds:
@@ -66,7 +73,7 @@ def mia_nn_auc(train_features: np.ndarray, test_features: np.ndarray, *, seed: i
     classifier = make_pipeline(StandardScaler(), SVC(kernel="rbf", C=1.0))
     scores = cross_val_predict(classifier, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
                                method="decision_function")
-    return 100.0 * float(roc_auc_score(y, scores))
+    return scored_auc(scores, y, seed=seed)
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> float:

@@ -40,21 +40,30 @@ def mia_svc(remain: np.ndarray, test: np.ndarray, forget: np.ndarray, *, seed: i
     return 100.0 * float((classifier.predict(np.asarray(forget).reshape(-1, 1)) == 0).mean())
 
 
-def loss_attack_auc(forget_loss: np.ndarray, test_loss: np.ndarray, *, seed: int = 0, folds: int = 5) -> float:
+def proportion_ci95(percent: float, samples: int) -> float:
+    """Half-width (points) of the 95% normal interval of a percentage over ``samples``
+    samples, e.g. MIA-efficacy over the forget set (the attack's SVC held fixed)."""
+    share = percent / 100.0
+    return float(100.0 * 1.959964 * np.sqrt(share * (1.0 - share) / samples))
+
+
+def loss_attack(forget_loss: np.ndarray, test_loss: np.ndarray, *, seed: int = 0, folds: int = 5) -> dict[str, float]:
     """The simple population attack: a logistic regression on the per-sample loss, trained
     to tell forget (label 1) from test (label 0) samples on balanced subsamples, scored by
-    ``folds``-fold cross-validated AUC in percent (50 = the model treats them alike)."""
+    ``folds``-fold cross-validated AUC in percent (``auc``; 50 = the model treats them
+    alike) with its bootstrap ``auc_ci95``."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from unlearn.evaluation.roc import scored_auc
 
     size = min(len(forget_loss), len(test_loss))
     if size < folds:
-        raise ValueError(f"loss_attack_auc needs at least {folds} forget and test samples, got {size}")
+        raise ValueError(f"loss_attack needs at least {folds} forget and test samples, got {size}")
     rng = np.random.default_rng(seed)
     features = np.log1p(np.concatenate([rng.choice(forget_loss, size, replace=False),
                                         rng.choice(test_loss, size, replace=False)])).reshape(-1, 1)
     truth = np.concatenate([np.ones(size), np.zeros(size)])
     split = StratifiedKFold(folds, shuffle=True, random_state=seed)
     scores = cross_val_predict(LogisticRegression(), features, truth, cv=split, method="predict_proba")[:, 1]
-    return 100.0 * float(roc_auc_score(truth, scores))
+    return scored_auc(scores, truth, seed=seed)

@@ -68,6 +68,7 @@ def ulira_scores(target_logits: torch.Tensor, shadow_logits: torch.Tensor, keep:
 
 
 def ulira_metrics(scores: np.ndarray, positive: np.ndarray, *, seed: int = 0, repeats: int = 3) -> dict[str, float]:
-    """``ulira_auc`` and ``ulira_tpr_at_1fpr`` (percent) of unlearned vs never-seen candidates."""
+    """``ulira_auc``, its bootstrap ``ulira_auc_ci95`` and ``ulira_tpr_at_1fpr`` (percent) of
+    unlearned vs never-seen candidates."""
     found = roc_metrics(scores[positive], scores[~positive], seed=seed, repeats=repeats)
-    return {"ulira_auc": found["auc"], "ulira_tpr_at_1fpr": found["tpr_at_1fpr"]}
+    return {"ulira_auc": found["auc"], "ulira_auc_ci95": found["auc_ci95"], "ulira_tpr_at_1fpr": found["tpr_at_1fpr"]}

@@ -185,13 +185,17 @@ def targets_for(model: nn.Module, task, cfg) -> tuple[torch.Tensor, float]:
     return maxent_targets(probs, forget_class, similarity, level=level, bound=cfg.max_strength)
 
 
+@register("trw_maxent", tracks=("class",))
 @register("trw", tracks=("class",))
 def trw_unlearn(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     """Fine-tune ``model`` in place: forget-class inputs towards their TRW targets (soft
     cross-entropy, i.e. KL(q || p_theta) up to a constant) and, when ``cfg.use_remain``,
     remain samples towards their labels (cross-entropy), in shuffled batches with the SGD
     recipe ``cfg``. The targets come from the model as it is before fine-tuning (the
-    original model); see the module docstring and :class:`unlearn.config.TrwConfig`."""
+    original model); see the module docstring and :class:`unlearn.config.TrwConfig`.
+    Registered twice: ``trw`` (params.yaml configures it as the paper does: softmax
+    similarity) and ``trw_maxent`` (this project's maximum-entropy variant), so that both
+    run side by side with their own sections."""
     from unlearn.device import move
     from unlearn.training import train_
 

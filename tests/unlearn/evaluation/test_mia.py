@@ -91,10 +91,25 @@ def test_bad_inputs_are_refused_with_a_reason():
 
 def test_roc_metrics_on_perfect_and_random_scores():
     perfect = roc_metrics(np.array([2.0, 3.0, 4.0]), np.array([0.0, 1.0, 1.5]))
-    assert perfect == {"auc": 100.0, "tpr_at_1fpr": 100.0, "tpr_at_0_1fpr": 100.0}
+    assert perfect == {"auc": 100.0, "tpr_at_1fpr": 100.0, "tpr_at_0_1fpr": 100.0, "auc_ci95": 0.0}
     rng = np.random.default_rng(0)
     random = roc_metrics(rng.normal(size=5000), rng.normal(size=3000), seed=1)
     assert abs(random["auc"] - 50) < 3 and random["tpr_at_1fpr"] < 3
+
+
+def test_the_auc_interval_covers_the_truth_and_shrinks_with_the_samples():
+    from unlearn.evaluation.roc import auc_ci95
+
+    rng = np.random.default_rng(0)
+    small, large = auc_ci95(rng.normal(size=40), rng.normal(size=40)), auc_ci95(rng.normal(size=640),
+                                                                                rng.normal(size=640))
+    assert 8 < small < 16 and large == pytest.approx(small / 4, rel=0.3)  # 1 / sqrt(16)
+    covered = 0
+    for draw in range(100):  # AUC of N(0.5, 1) vs N(0, 1): Phi(0.5 / sqrt(2)) = 63.8%
+        positive, negative = rng.normal(0.5, 1, 100), rng.normal(0, 1, 100)
+        found = roc_metrics(positive, negative, seed=draw, repeats=1)
+        covered += abs(found["auc"] - 63.82) <= found["auc_ci95"]
+    assert covered >= 88
 
 
 

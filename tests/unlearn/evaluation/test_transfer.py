@@ -38,3 +38,25 @@ def test_linf_pgd_stays_in_the_box_and_fools_a_linear_model():
     assert (model(pgd_linf(model, x, y, eps=0.05, steps=20)).argmax(1) == y).all()  # too small a box
     rates = transfer_matrix({"a": model}, {"a": model}, x, y, lambda m, i, t: pgd_linf(m, i, t, eps=0.15, steps=20))
     assert rates["rate"]["a"]["a"] == 100.0
+
+
+def test_random_directions_keep_each_perturbation_s_norm():
+    from unlearn.evaluation.transfer import random_like
+
+    perturbation = torch.randn(5, 1, 4, 4) * torch.arange(1, 6).view(5, 1, 1, 1)
+    l2 = random_like(perturbation, "l2", torch.Generator().manual_seed(0))
+    assert torch.allclose(l2.flatten(1).norm(dim=1), perturbation.flatten(1).norm(dim=1))
+    linf = random_like(perturbation, "linf", torch.Generator().manual_seed(0))
+    assert torch.allclose(linf.abs().flatten(1).amax(1), perturbation.abs().flatten(1).amax(1))
+    assert torch.allclose(linf.abs(), linf.abs().flatten(1).amax(1).view(5, 1, 1, 1).expand_as(linf))
+
+
+def test_the_chance_level_of_a_linear_model_is_below_its_transfer_rate():
+    # a direction that flips the linear model needs to point along (-1, 1); random ones mostly do not
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 1, 1, 2, generator=generator) * 0.2 + torch.tensor([0.55, 0.45]).view(1, 1, 1, 2)
+    y = torch.zeros(200, dtype=torch.int64)
+    model = _linear([[1.0, -1.0], [-1.0, 1.0]])
+    rates = transfer_matrix({"a": model}, {"a": model}, x, y, lambda m, i, t: pgd_l2(m, i, t, eps=0.5, steps=20),
+                            "l2", generator)
+    assert rates["rate"]["a"]["a"] == 100.0 and rates["rate_random"]["a"]["a"] < 70.0
