@@ -27,9 +27,7 @@ def prepare(params: Params, run: TrackedRun) -> None:
                          test_start=data.test_start, test_fraction=cfg.test_fraction, names=data.names)
     later = read_requests(params.requests.files, first=splits.forget, n_samples=len(data.labels),
                           train_size=len(splits.train), test=splits.test, names=data.names)
-    train_pixels = data.images[torch.as_tensor(splits.train)].float().div_(255)
-    mean = train_pixels.mean(dim=(0, 2, 3)).tolist()
-    std = train_pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    mean, std = channel_stats(data.images[torch.as_tensor(splits.train)])
     save_tensors(IMAGES, {"images": data.images, "labels": data.labels})
     for name, idx in splits.as_dict().items():
         save_indices(split_path(name), idx)
@@ -57,3 +55,24 @@ def prepare(params: Params, run: TrackedRun) -> None:
 def _request(source: str, indices: list[int], names) -> dict:
     """One deletion request as the audit reports it: where it came from and the samples it names."""
     return {"source": source, "indices": indices, "names": None if names is None else [names[i] for i in indices]}
+
+
+def channel_stats(images) -> tuple[list[float], list[float]]:
+    """Per-channel mean and (sample) standard deviation, at least 1e-3, of uint8 ``images``
+    (N, C, H, W) scaled to [0, 1]. The sums are exact integers, so the result is the same
+    whatever the thread count or CPU (a float reduction's rounding depends on both)."""
+    import math
+
+    import torch
+
+    sums = torch.zeros(images.shape[1], dtype=torch.int64)
+    squares = torch.zeros(images.shape[1], dtype=torch.int64)
+    for chunk in images.split(4096):  # int64 copies of a few thousand images at a time
+        pixels = chunk.to(torch.int64)
+        sums += pixels.sum(dim=(0, 2, 3))
+        squares += pixels.square().sum(dim=(0, 2, 3))
+    count = images.numel() // images.shape[1]
+    sums, squares = sums.tolist(), squares.tolist()
+    mean = [total / count / 255 for total in sums]
+    std = [max(math.sqrt((sq - total * total / count) / (count - 1)) / 255, 1e-3) for total, sq in zip(sums, squares)]
+    return mean, std
