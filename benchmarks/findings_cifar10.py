@@ -15,13 +15,37 @@ Data: CIFAR-10 from ``--cifar`` (default ``../shared/data/cifar10-jpg.tar.gz``),
 a fixed random subset of ``--train`` / ``--test`` images. ``--json`` writes every
 seed's numbers after each seed (a long run keeps what it finished).
 
+Besides ``--methods``, every seed runs ``amun_advonly``, the ``advonly`` ablation of AMUN's
+code: fine-tuning on D_R u D_A (the remain set and the adversarial examples with their
+adversarial labels, without the forget samples themselves) with AMUN's recipe
+(``unlearn.amun``), defined in this file (:func:`advonly`) and scored like every method
+in the first table (it is an AMUN variant, so F1 leaves it out).
+
+A second table measures AMUN's premises per model (mean ± 95% interval over seeds):
+
+- ``da_adv_label``: % of D_A's examples the model classifies as their adversarial label
+  (the original's wrong prediction); ``da_misclassified``: % it gives any label but the
+  true one. For the original the first is 100 by construction (the second is 100 minus
+  the samples D_A left correct at its largest budget, the regime line ``da_capped``); for
+  the retrained model they are the transfer of D_A from the original.
+- ``forget_adv_label`` / ``forget_misclassified``: the same on the clean forget images,
+  the chance level of the two (for retrain, its forget-set error).
+- ``weight_change``: ``||theta - theta_original||_2 / ||theta_original||_2`` in %, over the
+  trainable parameters (retrain starts from the original's initialisation, the same seed).
+- ``kl_forget`` / ``kl_test``: mean ``KL(p_original || p_model)`` (nats) of the softmax
+  outputs over the forget / test samples; ``tv_forget`` / ``tv_test``: mean total variation
+  ``0.5 * ||p_original - p_model||_1`` in %. Retrain's row gives the scale.
+
     python benchmarks/findings_cifar10.py --train 2000 --test 1000 --epochs 60 --batch-size 32 --references 4 \
         --seeds 0,1,2 --json cifar.json
+    OMP_NUM_THREADS=2 python benchmarks/findings_cifar10.py --train 2000 --test 1000 --epochs 60 --batch-size 32 \
+        --references 4 --seeds 0 --json /tmp/cifar_premises.json
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 import zlib
@@ -30,19 +54,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torch.nn import functional as F
+
 from amun import load  # the same fixed CIFAR-10 subset as the AMUN benchmark
+from unlearn.checkpoint import EpochCheckpoint
 from unlearn.config import load_params
 from unlearn.evaluation import accuracy, predict
 from unlearn.evaluation.suite import keep_matrix
 from unlearn.findings import interval, seed_study_findings
 from unlearn.models import create_model
-from unlearn.protocol import References, gaps, normalisation, prepare_cell, run_method
-from unlearn.training import train_
+from unlearn.protocol import References, gaps, measure, normalisation, prepare_cell
+from unlearn.training import train_, train_mode
 from unlearn.unlearning import METHODS
 
 RANDOM_TRACK = [name for name in METHODS.names() if "random" in METHODS.get(name).tracks]
 COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia_rmia_auc", "avg_gap", "mia_svc", "avg_gap_svc",
            "mia_loss_auc", "runtime_vs_retrain")
+PREMISES = ("da_adv_label", "da_misclassified", "forget_adv_label", "forget_misclassified", "weight_change",
+            "kl_forget", "kl_test", "tv_forget", "tv_test")
+ABLATIONS = ("amun_advonly",)  # defined here, not in unlearn.unlearning; left out of F1
 
 
 def study_params(args):
@@ -70,36 +100,128 @@ def references(images, labels, params, count: int, seed: int) -> tuple[Reference
     return References(keep, torch.stack(logits)), (time.perf_counter() - start) / count
 
 
+def advonly(model, task, cfg, generator: torch.Generator) -> None:
+    """AMUN's ``advonly`` ablation: fine-tune on D_R u D_A, i.e. the adversarial examples with
+    their adversarial labels and the remain set in shuffled batches, without D_F (as
+    :func:`unlearn.unlearning.methods._amun` does otherwise; D_A never augmented)."""
+    xr, yr = task.split("remain")
+    adversarial = task.adversarial
+    x, y = torch.cat([adversarial.images.to(xr.device), xr]), torch.cat([adversarial.labels.to(yr.device), yr])
+    no_augment = torch.zeros(len(x), dtype=torch.bool)
+    no_augment[:len(adversarial.images)] = True
+    train_(model, x, y, cfg, generator=generator, no_augment=no_augment)
+
+
+class KeepModel(EpochCheckpoint):
+    """A checkpoint that writes nothing and resumes nothing: it keeps the state
+    :func:`unlearn.training.train_` hands it after each epoch, so the last one is the trained
+    model's (``prepare_cell`` keeps only the original, this keeps the retrained model too)."""
+
+    def __init__(self) -> None:
+        self.state = None
+
+    def load(self) -> None:
+        return None
+
+    def save(self, state: dict) -> None:
+        self.state = state
+
+
+def unlearn(cell, name: str, cfg, seed: int) -> tuple[dict, torch.nn.Module]:
+    """:func:`unlearn.protocol.run_method` (no clipping) that also returns the unlearned model."""
+    if name in ABLATIONS:
+        run, needs_adversarial, remain_access = advonly, True, True
+    else:
+        method = METHODS.get(name)
+        run, needs_adversarial, remain_access = method.run, method.needs_adversarial, method.remain_access(cfg)
+    model = copy.deepcopy(cell.original)
+    start = time.perf_counter()
+    run(model, cell.task, cfg, torch.Generator().manual_seed(seed))
+    seconds = time.perf_counter() - start + (cell.adversarial_s if needs_adversarial else 0.0)
+    metrics = measure(predict(model, cell.task.images), cell.task.labels, cell)
+    return {**metrics, "runtime_s": seconds, "runtime_vs_retrain": seconds / cell.retrain_s,
+            **gaps(metrics, cell.metrics["retrain"]), "remain_access": remain_access}, model.eval()
+
+
+def float_logits(model, x: torch.Tensor) -> torch.Tensor:
+    """Logits of ``model`` in eval mode on float images in [0, 1] (D_A)."""
+    with torch.no_grad(), train_mode(model, False):
+        return torch.cat([model(chunk) for chunk in x.split(1024)]).float()
+
+
+def premises(model, original, cell) -> dict[str, float]:
+    """AMUN's premises for ``model`` against the cell's ``original`` (see the module docstring)."""
+    task, test = cell.task, torch.as_tensor(cell.splits["test"])
+    adversarial, true = task.adversarial, task.labels[task.forget]
+    on_da = float_logits(model, adversarial.images).argmax(1)
+    out = {"da_adv_label": 100.0 * (on_da == adversarial.labels).float().mean().item(),
+           "da_misclassified": 100.0 * (on_da != true).float().mean().item()}
+    logits, reference = predict(model, task.images), predict(original, task.images)
+    on_forget = logits[task.forget].argmax(1)
+    out["forget_adv_label"] = 100.0 * (on_forget == adversarial.labels).float().mean().item()
+    out["forget_misclassified"] = 100.0 * (on_forget != true).float().mean().item()
+    change = sum((p - q).pow(2).sum() for p, q in zip(model.parameters(), original.parameters()))
+    size = sum(q.pow(2).sum() for q in original.parameters())
+    out["weight_change"] = 100.0 * (change / size).sqrt().item()
+    for split, idx in (("forget", task.forget), ("test", test)):
+        log_p, log_q = F.log_softmax(reference[idx], 1), F.log_softmax(logits[idx], 1)
+        out[f"kl_{split}"] = (log_p.exp() * (log_p - log_q)).sum(1).mean().item()
+        out[f"tv_{split}"] = 100.0 * 0.5 * (log_p.exp() - log_q.exp()).abs().sum(1).mean().item()
+    return out
+
+
 def one_seed(images, labels, test_start, params, args, seed: int) -> tuple[dict, dict]:
     refs, reference_s = references(images, labels, params, args.references, seed)
     start = time.perf_counter()
-    cell = prepare_cell(images, labels, test_start, params, seed, seed, references=refs)
+    kept = {}
+    cell = prepare_cell(images, labels, test_start, params, seed, seed, references=refs,
+                        checkpoint=lambda name, indices: kept.setdefault(name, KeepModel()))
+    retrained = copy.deepcopy(cell.original)
+    retrained.load_state_dict(kept["retrain"].state["model"])
     train = torch.as_tensor(cell.splits["train"])
+    adversarial = cell.task.adversarial
     regime = {"original_train_acc": accuracy(predict(cell.original, images[train]), labels[train]),
               "original_test_acc": cell.metrics["original"]["test_acc"],
               "retrain_forget_acc": cell.metrics["retrain"]["forget_acc"], "retrain_s": cell.retrain_s,
-              "reference_s": reference_s, "cell_s": time.perf_counter() - start}
+              "reference_s": reference_s, "cell_s": time.perf_counter() - start,
+              "da_size": len(adversarial.labels), "da_capped": int(adversarial.capped.sum()),
+              "da_median_distance": adversarial.distance.median().item()}
     retrain = cell.metrics["retrain"]
-    results = {"retrain": {**retrain, "avg_gap": 0.0, "avg_gap_svc": 0.0, "runtime_vs_retrain": 1.0},
-               "original": {**cell.metrics["original"], **gaps(cell.metrics["original"], retrain)}}
-    for name in args.methods:
-        results[name] = run_method(cell, name, getattr(params.unlearn, name), seed)
+    results = {"retrain": {**retrain, "avg_gap": 0.0, "avg_gap_svc": 0.0, "runtime_vs_retrain": 1.0,
+                           **premises(retrained, cell.original, cell)},
+               "original": {**cell.metrics["original"], **gaps(cell.metrics["original"], retrain),
+                            **premises(cell.original, cell.original, cell)}}
+    for name in [*args.methods, *ABLATIONS]:
+        cfg = getattr(params.unlearn, "amun" if name in ABLATIONS else name)
+        metrics, model = unlearn(cell, name, cfg, seed)
+        results[name] = {**metrics, **premises(model, cell.original, cell)}
     return results, regime
 
 
-def report(per_seed: dict[int, dict], regimes: dict[int, dict]) -> None:
+def table(per_seed: dict[int, dict], columns, title: str = "model") -> None:
+    """One row per model, ``mean ± 95% interval`` over seeds per column."""
     seeds = list(per_seed)
-    for key in regimes[seeds[0]]:
-        print(f"# {key}: " + ", ".join(f"{regimes[s][key]:.2f}" for s in seeds))
-    models = list(per_seed[seeds[0]])
-    print("| model | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS))
-    for name in models:
+    print(f"| {title} | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
+    for name in per_seed[seeds[0]]:
         cells = []
-        for key in COLUMNS:
+        for key in columns:
             values = [per_seed[s][name].get(key) for s in seeds]
             cells.append("-" if None in values else f"{interval(values)['mean']:.2f} ± {interval(values)['ci95']:.2f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    findings = seed_study_findings({name: [per_seed[s][name] for s in seeds] for name in models})
+
+
+def report(per_seed: dict[int, dict], regimes: dict[int, dict], rules) -> None:
+    seeds = list(per_seed)
+    for key in regimes[seeds[0]]:
+        print(f"# {key}: " + ", ".join(f"{regimes[s][key]:.2f}" for s in seeds))
+    table(per_seed, COLUMNS)
+    print("\nAMUN's premises: D_A (and the clean forget images) classified as D_A's adversarial label / as "
+          "anything but the true label (%), weight change from the original (% of its norm), "
+          "KL(original || model) (nats) and total variation (%) on the forget and test sets\n")
+    table(per_seed, PREMISES)
+    models = [name for name in per_seed[seeds[0]] if name not in ABLATIONS]
+    findings = seed_study_findings({name: [per_seed[s][name] for s in seeds] for name in models},
+                                   rules.margins, rules.alpha)
     for key, finding in findings.items():
         print(f"\n{key} ({finding['holds']}): {finding['claim']}. {finding['why']}")
         for name, d in finding["evidence"]["differences"].items():
@@ -134,7 +256,7 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps({"args": vars(args), "regimes": regimes, "results": per_seed},
                                                   indent=1, default=float))
-    report(per_seed, regimes)
+    report(per_seed, regimes, params.findings)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
 
     write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
     assert repro(project) == {"unlearn@ft", "evaluate", "requests", "audit"}  # requests and audit read its model
-    write_params(project, {"unlearn_class": {"trw": {"strength": 0.0}}})
+    write_params(project, {"unlearn_class": {"trw": {"beta": 5.0}}})
     assert repro(project) == {"unlearn_class@trw", "evaluate_class"}
     with open(project / "src" / "unlearn" / "evaluation" / "gap.py", "a") as handle:  # the Avg Gap's code
         handle.write("\n# edited\n")
