@@ -71,9 +71,10 @@ REPORT_NOTE = ("Accuracies in percent. RMIA and LiRA AUC: how well the attack (w
                "retrained model over forget, remain and test accuracy and RMIA AUC (the thesis's; 0 is ideal); "
                "Avg Gap (SVC) uses MIA-efficacy instead. U-LiRA AUC: how well a per-sample likelihood-ratio "
                "test on shadow models that the same method unlearned tells forget samples from never-seen "
-               "ones (retrain's value, about 50, is the target; U-LiRA gap: the distance to it). Runtime: "
-               "wall-clock time of the stage that built the "
-               "model (AMUN's includes building its adversarial set). " + INTERVAL_NOTE)
+               "ones (retrain's value, about 50, is the target; U-LiRA gap: the distance to it; the metrics "
+               "files also keep it signed, ulira_gap_signed, and the distance to 50, ulira_to_50). Runtime: "
+               "wall-clock time of the stage that built the model (AMUN's includes building its adversarial "
+               "set). " + INTERVAL_NOTE)
 NO_RETRAIN_NOTE = ("Retraining is off (retrain.enabled: false): no gold standard exists, so Avg Gap and the "
                    "runtime ratio are not computed; RMIA gap and U-LiRA gap are the distances to the attacks' "
                    "own reference point, an AUC of 50 (forget samples indistinguishable from test samples). "
@@ -97,8 +98,10 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
             metrics.update(avg_gap=round(avg_gap(metrics, reference), 4),
                            avg_gap_svc=round(avg_gap(metrics, reference, SVC_KEYS), 4),
                            runtime_vs_retrain=round(metrics["runtime_s"] / reference["runtime_s"], 4))
-        if "ulira_auc" in metrics:
-            metrics["ulira_gap"] = round(abs(metrics["ulira_auc"] - reference["ulira_auc"]), 4)
+        if "ulira_auc" in metrics:  # the gap, and the signed distances to retrain's AUC and to 50
+            signed = metrics["ulira_auc"] - reference["ulira_auc"]
+            metrics.update(ulira_gap=round(abs(signed), 4), ulira_gap_signed=round(signed, 4),
+                           ulira_to_50=round(metrics["ulira_auc"] - 50.0, 4))
     for name, metrics in results.items():
         write_json(metrics_path(name), metrics)
     others = [name for name in results if name != "retrain"]

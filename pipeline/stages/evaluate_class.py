@@ -84,8 +84,9 @@ def evaluate_class(params: Params, run: TrackedRun) -> None:
         metrics.update(read_json(runtime_path(class_model(name))))
         metrics.update(mia_nn_gap=abs(metrics["mia_nn"] - reference["mia_nn"]),
                        avg_gap=avg_gap(metrics, reference, CLASS_KEYS))
-        if "ulira_auc" in metrics:
-            metrics["ulira_gap"] = abs(metrics["ulira_auc"] - reference["ulira_auc"])
+        if "ulira_auc" in metrics:  # the gap, and the signed distances to retrain's AUC and to 50
+            signed = metrics["ulira_auc"] - reference["ulira_auc"]
+            metrics.update(ulira_gap=abs(signed), ulira_gap_signed=signed, ulira_to_50=metrics["ulira_auc"] - 50.0)
     for name, metrics in results.items():
         metrics["runtime_vs_retrain"] = metrics["runtime_s"] / reference["runtime_s"]
         rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
@@ -115,7 +116,8 @@ def _write_class_report(results: dict, where: dict, classes: list, forget_class:
             f"retrained models send them to most. Avg Gap: mean absolute difference to retrain over forget, "
             f"retain and test accuracy and MIA-NN AUC. U-LiRA AUC: how well a per-sample likelihood-ratio test on "
             f"shadow models that the same method unlearned tells the class's train samples from its test "
-            f"samples (retrain's value, about 50, is the target; U-LiRA gap: the distance to it). "
+            f"samples (retrain's value, about 50, is the target; U-LiRA gap: the distance to it; the metrics "
+            f"files also keep it signed, ulira_gap_signed, and the distance to 50, ulira_to_50). "
             f"Retrain: the mean over {results['retrain']['seeds']} seeds. "
             f"The retrained models send the class mostly to class {classes[landmarks['nearest_class']]} (n(f)); "
             f"the original model's classifier weights rank class {classes[landmarks['head_similar_class']]} as "

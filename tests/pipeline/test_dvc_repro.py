@@ -37,6 +37,8 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
                                                     "ulira_auc"))
         if name == "retrain":
             assert metrics["avg_gap"] == 0 and metrics["runtime_vs_retrain"] == 1 and metrics["ulira_gap"] == 0
+        assert metrics["ulira_gap"] == abs(metrics["ulira_gap_signed"])
+        assert metrics["ulira_to_50"] == pytest.approx(metrics["ulira_auc"] - 50, abs=1e-3)
         assert len((project / "plots" / "roc" / f"{name}.csv").read_text().splitlines()) == 102
     assert (project / "data" / "references" / "keep.npy").exists()
     page = (project / "reports" / "index.html").read_text()
