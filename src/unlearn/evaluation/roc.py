@@ -9,11 +9,12 @@ FPR_LEVELS = (0.01, 0.001)
 
 
 def roc_metrics(positive: np.ndarray, negative: np.ndarray, *, seed: int = 0, repeats: int = 3,
-                size: int | None = None) -> dict[str, float]:
+                size: int | None = None, interval: bool = True) -> dict[str, float]:
     """``auc`` and ``tpr_at_<fpr>`` (percent; ``tpr_at_1fpr`` at 1 % FPR, ``tpr_at_0_1fpr`` at 0.1 %),
     averaged over ``repeats`` balanced subsamples of ``size`` (default: the smaller group)
     drawn with seeds ``seed, seed + 1, ...``. Ties count half (the Mann-Whitney AUC).
-    ``auc_ci95``: the AUC's bootstrap interval over samples (:func:`auc_ci95`, all samples)."""
+    ``auc_ci95``: the AUC's bootstrap interval over samples (:func:`auc_ci95`, all samples),
+    unless ``interval`` is False."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     positive, negative = np.asarray(positive, float), np.asarray(negative, float)
@@ -33,7 +34,7 @@ def roc_metrics(positive: np.ndarray, negative: np.ndarray, *, seed: int = 0, re
             row[f"tpr_at_{level * 100:g}fpr".replace(".", "_")] = 100.0 * float(tpr[fpr <= level].max(initial=0.0))
         results.append(row)
     metrics = {key: float(np.mean([r[key] for r in results])) for key in results[0]}
-    return {**metrics, "auc_ci95": auc_ci95(positive, negative, seed=seed)}
+    return {**metrics, "auc_ci95": auc_ci95(positive, negative, seed=seed)} if interval else metrics
 
 
 def auc_ci95(positive: np.ndarray, negative: np.ndarray, *, seed: int = 0, draws: int = 1000) -> float:
