@@ -46,10 +46,13 @@ def model_path(name: str) -> Path:
 
 
 def stage_device(params) -> torch.device:
-    """The device the stages compute on (``execution.device`` resolved)."""
-    from unlearn.device import resolve_device
+    """The device the stages (and their jobs, in whatever process) compute on:
+    ``execution.device`` resolved, with ``execution.deterministic`` applied to it."""
+    from unlearn.device import resolve_device, set_determinism
 
-    return resolve_device(params.execution.device)
+    device = resolve_device(params.execution.device)
+    set_determinism(device, params.execution.deterministic)
+    return device
 
 
 def device_tags(params) -> dict[str, str]:

@@ -667,14 +667,18 @@ class ExecutionConfig(_Section):
     Dask cluster whose scheduler is at ``address``; a failed job is retried ``retries`` times.
     Every stage computes on ``device`` (``auto``: CUDA when available, else the CPU; several
     jobs share one GPU when ``workers`` > 1), its forward passes in ``precision`` (``bf16``:
-    autocast, weights stay float32). DVC tracks ``precision`` only: it changes results;
-    the rest does not (beyond floating-point noise between devices)."""
+    autocast, weights stay float32; attacks and targets still read float32 logits, see
+    :func:`unlearn.device.exact`). ``deterministic`` (CUDA only; CPU runs are deterministic
+    anyway) picks deterministic cuDNN / cuBLAS kernels, so two GPU runs give identical bits;
+    false lets cuDNN autotune, faster but not repeatable. DVC tracks ``precision`` only: it
+    changes results; the rest does not (beyond floating-point noise between devices)."""
 
     workers: PositiveInt = 1
     retries: NonNegInt = 1
     address: Annotated[Optional[str], AfterValidator(_scheduler_address)] = None
     device: Annotated[str, AfterValidator(_device)] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
+    deterministic: bool = True
 
 
 class EvaluateConfig(_Section):

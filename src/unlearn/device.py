@@ -7,12 +7,19 @@ once, around a whole computation, with :func:`precision`; every forward pass of 
 library goes through :func:`forward`, which runs it under ``torch.autocast`` in that
 dtype and returns float32 logits (the weights stay float32). fp32, the default, adds
 nothing, which keeps CPU runs bit-identical to runs made before devices existed.
+
+What a number is *read* from runs exactly, whatever the precision: :func:`exact` turns
+autocast off and, on CUDA, TF32 off (convolutions and matmuls in full float32). The
+attacks' logits, a method's targets (TRW's, SCRUB's teacher, SalUn's saliency, the
+labels of D_A and boundary shrink) and FastClip's spectral norms are computed inside it;
+training steps and PGD's gradient steps keep the chosen precision.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import re
 from typing import Iterator
 
@@ -90,6 +97,70 @@ def precision(name: str) -> Iterator[None]:
         _precision.reset(token)
 
 
+@contextlib.contextmanager
+def exact() -> Iterator[None]:
+    """Forward passes in full float32 inside the block: no autocast (whatever
+    :func:`precision` says) and no TF32 in cuDNN convolutions or CUDA matmuls; the
+    previous settings are restored afterwards (also usable as a decorator)."""
+    token = _precision.set("fp32")
+    try:
+        with _tf32_off():
+            yield
+    finally:
+        _precision.reset(token)
+
+
+@contextlib.contextmanager
+def _tf32_off() -> Iterator[None]:
+    """TF32 off for cuDNN convolutions and CUDA matmuls, restored afterwards. torch >= 2.9
+    has per-backend ``fp32_precision`` flags and refuses to mix them with the legacy
+    ``allow_tf32`` ones, so the new flags are used where they exist."""
+    backends = torch.backends
+    if hasattr(backends.cudnn, "conv") and hasattr(backends.cudnn.conv, "fp32_precision"):
+        flags = [backends.cudnn.conv, backends.cuda.matmul]
+        saved = [flag.fp32_precision for flag in flags]
+        for flag in flags:
+            flag.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            for flag, value in zip(flags, saved):
+                flag.fp32_precision = value
+        return
+    saved_legacy = backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
+    backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = saved_legacy
+
+
+def tf32_flags() -> dict[str, str]:
+    """The TF32 settings now in force (for logs and the device check)."""
+    backends = torch.backends
+    if hasattr(backends.cudnn, "conv") and hasattr(backends.cudnn.conv, "fp32_precision"):
+        return {"cudnn.conv": backends.cudnn.conv.fp32_precision, "cuda.matmul": backends.cuda.matmul.fp32_precision,
+                "global": backends.fp32_precision}
+    return {"cudnn.allow_tf32": str(backends.cudnn.allow_tf32),
+            "cuda.matmul.allow_tf32": str(backends.cuda.matmul.allow_tf32)}
+
+
+def set_determinism(device: torch.device, deterministic: bool) -> None:
+    """On CUDA, ``deterministic`` makes cuDNN pick deterministic kernels (no autotuning) and
+    makes torch refuse nondeterministic ones (cuBLAS gets the fixed workspace it needs):
+    two runs on the same GPU and software give identical bits, at some speed. False lets
+    cuDNN autotune (faster, results vary in the last bits). CPU kernels are deterministic
+    for a fixed thread count already, so nothing changes there."""
+    if device.type != "cuda":
+        return
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    # warn_only: an op without a deterministic CUDA kernel warns instead of failing a long GPU run
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """The autocast context of the current :func:`precision` on ``device`` (none for fp32)."""
     dtype = PRECISIONS[_precision.get()]
@@ -102,3 +173,9 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``model(x)`` as float32, its forward pass in the current precision on ``x``'s device."""
     with autocast(x.device):
         return model(x).float()
+
+
+def exact_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)`` in full float32 (see :func:`exact`): what attacks and targets read."""
+    with exact():
+        return forward(model, x)

@@ -8,7 +8,7 @@ import torch
 
 from unlearn.config import AdversarialConfig, FinetuneConfig, TrainConfig
 from unlearn.data import load_dataset
-from unlearn.device import model_device, precision, resolve_device
+from unlearn.device import forward, model_device, precision, resolve_device
 from unlearn.errors import ConfigError
 from unlearn.models import create_model
 from unlearn.training import train_
@@ -58,6 +58,48 @@ def test_bf16_on_the_cpu_trains_attacks_and_unlearns(digits):
     assert (logits.argmax(1) == labels).float().mean() > 0.8
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast leaves the weights in fp32
     assert found.images.dtype == torch.float32 and not found.capped.any()
+
+
+def test_a_bf16_stage_reads_the_same_float32_logits_and_metrics_as_an_fp32_one(digits):
+    """Attacks read float32 logits whatever execution.precision says: a model trained under
+    bf16 gives the same logits, split metrics and D_A labels under either precision."""
+    from unlearn.attacks import adversarial_set
+    from unlearn.evaluation import predict, split_metrics
+
+    images, labels = digits
+    model = _model()
+    with precision("bf16"):
+        train_(model, images, labels, TrainConfig(epochs=2, batch_size=32, lr=0.05),
+               generator=torch.Generator().manual_seed(0))
+        in_bf16 = predict(model, images)
+        with torch.no_grad():
+            raw_bf16 = forward(model.eval(), images.float() / 255)
+    in_fp32 = predict(model, images)
+    assert torch.equal(in_bf16, in_fp32)
+    assert not torch.equal(raw_bf16, in_fp32)  # the training path itself does round: the test can fail
+    splits = {"forget": torch.arange(50).numpy(), "remain": torch.arange(50, 400).numpy(),
+              "test": torch.arange(400, 600).numpy()}
+    assert split_metrics(in_bf16, labels, splits) == split_metrics(in_fp32, labels, splits)
+
+
+def test_exact_turns_tf32_off_inside_and_restores_it(digits):
+    from unlearn.device import exact, tf32_flags
+    from unlearn.lipschitz import top_singular
+
+    def tf32_on(flags):
+        return any(value in ("tf32", "True") for value in flags.values())
+
+    before = tf32_flags()
+    assert tf32_on(before)  # torch's default: cuDNN convolutions may use TF32
+    seen = []
+    layer = torch.nn.Linear(4, 3)
+    layer.register_forward_pre_hook(lambda module, args: seen.append(tf32_flags()))
+    with precision("bf16"):
+        top_singular(layer, (4,), 1, 3)
+    with exact():
+        assert not tf32_on(tf32_flags())
+    assert tf32_flags() == before
+    assert seen and not any(tf32_on(flags) for flags in seen)
 
 
 def test_fp32_is_bit_identical_to_no_precision_context(digits):

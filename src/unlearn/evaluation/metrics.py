@@ -13,13 +13,14 @@ from unlearn.training import to_float, train_mode
 @torch.inference_mode()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Logits (N, num_classes), float32, of ``model`` in eval mode for uint8 ``images``
-    (N, C, H, W), computed on the model's device (in the current precision) chunk by chunk;
+    (N, C, H, W), computed on the model's device in full float32 (autocast and TF32 off,
+    whatever the stage's precision: the attacks read these numbers) chunk by chunk;
     returned on the CPU, where the attacks and metrics run: one copy of N x C numbers."""
-    from unlearn.device import forward, model_device, to_batch
+    from unlearn.device import exact_forward, model_device, to_batch
 
     device = model_device(model)
     with train_mode(model, False):
-        logits = torch.cat([forward(model, to_float(to_batch(chunk, device))) for chunk in images.split(batch_size)])
+        logits = torch.cat([exact_forward(model, to_float(to_batch(chunk, device))) for chunk in images.split(batch_size)])
     return logits if logits.device.type == "cpu" else logits.cpu()
 
 

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from unlearn.device import exact
 from unlearn.lipschitz.operator import LINEAR_LEAVES, module_shapes
 from unlearn.lipschitz.spectrum import top_singular
 from unlearn.models.registry import Normalize
@@ -118,6 +119,7 @@ def _global_average_pool(walker: _Walker, net: ResNet) -> float:
     return 1.0 / (height * width) ** 0.5  # averaging n values: operator norm 1/sqrt(n)
 
 
+@exact()
 def lipschitz_bound(model: nn.Module, input_shape: Sequence[int], iters: int = 100) -> tuple[float, list[dict]]:
     """An upper bound on the L2 Lipschitz constant of ``model`` (eval mode) and a per-layer table.
 

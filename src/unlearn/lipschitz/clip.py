@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from unlearn.device import exact
 from unlearn.lipschitz.operator import LinearPart, weight_of
 from unlearn.lipschitz.spectrum import top_singular
 from unlearn.training import train_mode
@@ -40,6 +41,7 @@ def clip_(
     return sigma
 
 
+@exact()
 def clip_with_vector(
     module: nn.Module,
     input_shape: Sequence[int],
@@ -161,6 +163,7 @@ def check_batch_norm(bn: nn.Module) -> None:
                          "(track_running_stats=True) to be clipped")
 
 
+@exact()
 def shrink_(module: nn.Module, input_shape: Sequence[int], vectors: torch.Tensor, scales: torch.Tensor,
             steps: int = 10) -> None:
     """Scale the layer's response to each of ``vectors`` (m, *input_shape) by ``scales`` (m,), in place:

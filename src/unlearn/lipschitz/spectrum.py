@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from unlearn.device import exact
 from unlearn.lipschitz.operator import LinearPart
 from unlearn.training import train_mode
 
@@ -19,6 +20,7 @@ def _orthonormal_rows(x: torch.Tensor) -> torch.Tensor:
     return (q * signs).T
 
 
+@exact()
 def top_singular(
     module: nn.Module,
     input_shape: Sequence[int],

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from unlearn.device import forward, gather, model_device
+from unlearn.device import exact_forward, forward, gather, model_device
 from unlearn.training import make_optimizer, train_, train_mode
 from unlearn.unlearning.base import register
 from unlearn.unlearning.trw import final_linear
@@ -76,7 +76,7 @@ def scrub(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
 
     def divergence(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            target = F.softmax(forward(teacher, x) / cfg.kd_temperature, dim=1)
+            target = F.softmax(exact_forward(teacher, x) / cfg.kd_temperature, dim=1)
         scale = cfg.kd_temperature ** 2 if cfg.kd_t_squared else 1.0
         return scale * F.kl_div(F.log_softmax(logits / cfg.kd_temperature, dim=1), target, reduction="batchmean")
 

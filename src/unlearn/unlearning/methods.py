@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from unlearn.device import forward, model_device, move, to_batch
+from unlearn.device import exact_forward, forward, model_device, move, to_batch
 from unlearn.training import Callback, train_, train_mode
 from unlearn.unlearning.base import ForgetTask, register
 from unlearn.unlearning.salun import FreezeOutsideMask, saliency_mask
@@ -132,7 +132,7 @@ def _fgsm_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
             (grad,) = torch.autograd.grad(F.cross_entropy(forward(model, xb), move(yb, device), reduction="sum"), xb)
             moved = torch.round((xb.detach() + eps * grad.sign()).clamp(0, 1) * 255) / 255
             with torch.no_grad():
-                labels.append(forward(model, moved).argmax(1))
+                labels.append(exact_forward(model, moved).argmax(1))
     return torch.cat(labels)
 
 

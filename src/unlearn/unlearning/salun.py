@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from unlearn.device import forward, model_device, move, to_batch
+from unlearn.device import exact_forward, model_device, move, to_batch
 from unlearn.training import Callback, train_mode
 
 
@@ -23,7 +23,8 @@ def saliency_mask(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     largest |d CE(forget) / d w|, under one global threshold.
 
     The gradient is of the summed cross-entropy of ``images`` (float, in [0, 1]) with
-    their true ``labels``, in eval mode (BatchNorm statistics are not touched). Ties at
+    their true ``labels``, in eval mode (BatchNorm statistics are not touched) and in
+    full float32 (:func:`unlearn.device.exact`: bf16 would round gradients into ties). Ties at
     the threshold are kept, so slightly more than ``fraction`` may be selected.
     """
     if not 0 < fraction < 1:
@@ -33,7 +34,7 @@ def saliency_mask(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     device = model_device(model)
     with train_mode(model, False):
         for x, y in zip(images.split(batch_size), labels.split(batch_size)):
-            loss = F.cross_entropy(forward(model, to_batch(x, device)), move(y, device), reduction="sum")
+            loss = F.cross_entropy(exact_forward(model, to_batch(x, device)), move(y, device), reduction="sum")
             for name, grad in zip(params, torch.autograd.grad(loss, list(params.values()))):
                 grads[name] += grad
     magnitudes = torch.cat([g.abs().flatten() for g in grads.values()])

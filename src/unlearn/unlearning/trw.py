@@ -155,12 +155,12 @@ def forget_class_of(task) -> int:
 
 
 def _softmax_outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    from unlearn.device import forward, model_device, to_batch
+    from unlearn.device import exact_forward, model_device, to_batch
     from unlearn.training import train_mode
 
     device = model_device(model)
     with torch.no_grad(), train_mode(model, False):
-        return torch.cat([torch.softmax(forward(model, to_batch(chunk, device)), dim=1) for chunk in x.split(512)])
+        return torch.cat([torch.softmax(exact_forward(model, to_batch(chunk, device)), dim=1) for chunk in x.split(512)])
 
 
 def targets_for(model: nn.Module, task, cfg) -> tuple[torch.Tensor, float]:
