@@ -40,7 +40,8 @@ def build_cell(params: Params, run: TrackedRun, seed: int, forget_seed: int, fol
 
     def checkpoint(name: str, indices) -> EpochCheckpoint:
         name = _cell_model(folder, name)
-        return EpochCheckpoint(checkpoint_path(name), training_fingerprint(name, setting, data, indices, seed))
+        return EpochCheckpoint(checkpoint_path(name), training_fingerprint(name, setting, data, indices, seed),
+                               params.execution.checkpoint_every)
 
     cell = prepare_cell(data.images, data.labels, data.meta.get("test_start"), setting, seed, forget_seed,
                         checkpoint, device, references)

@@ -48,7 +48,7 @@ def train_model(name: str, params: Params, data: Prepared, indices: np.ndarray, 
     """A model built and trained from ``params`` (model, train, lipschitz) on ``indices``;
     per-epoch metrics go to MLflow, their names prefixed by ``metric_prefix``.
 
-    Each epoch is checkpointed to :func:`checkpoint_path`; a re-run with the same
+    Every ``execution.checkpoint_every`` epochs are checkpointed to :func:`checkpoint_path`; a re-run with the same
     recipe, data and code resumes from the last one (the caller removes it once the
     model is stored). Returns the model and every epoch's statistics."""
     import torch
@@ -60,7 +60,8 @@ def train_model(name: str, params: Params, data: Prepared, indices: np.ndarray, 
     seed = params.seed if seed is None else seed
     model = build_model(params, data.meta, seed)
     idx = torch.as_tensor(indices)
-    checkpoint = EpochCheckpoint(checkpoint_path(name), training_fingerprint(name, params, data, indices, seed))
+    checkpoint = EpochCheckpoint(checkpoint_path(name), training_fingerprint(name, params, data, indices, seed),
+                                 params.execution.checkpoint_every)
 
     def on_epoch(stats: EpochStats) -> None:
         log.info("%s epoch %d/%d: loss %.4f, acc %.2f%%, %.0f img/s", name, stats.epoch, params.train.epochs,

@@ -493,7 +493,8 @@ class MiaConfig(_Section):
     likelihood-ratio threshold, ``a`` the offline correction, ``population`` the number of
     test samples used as the z population. ``online`` applies to RMIA and LiRA;
     ``fixed_variance`` makes LiRA use one pooled variance. AUC and TPR are averaged over
-    ``repeats`` balanced subsamples (forget vs test, remain vs test).
+    ``repeats`` balanced subsamples (forget vs test, remain vs test). SalUn's SVC attack
+    fits on at most ``svc_samples`` members and as many non-members (bounded cost).
     """
 
     signal: Literal["taylor_soft_margin", "softmax"] = "taylor_soft_margin"
@@ -506,6 +507,7 @@ class MiaConfig(_Section):
     fixed_variance: bool = False
     population: Annotated[int, _interval(2, None)] = 1000
     repeats: PositiveInt = 3
+    svc_samples: PositiveInt = 2500
 
 
 RANDOM_TRACK_METHODS = tuple(UnlearnConfig.model_fields)
@@ -670,7 +672,9 @@ class ExecutionConfig(_Section):
     autocast, weights stay float32; attacks and targets still read float32 logits, see
     :func:`unlearn.device.exact`). ``deterministic`` (CUDA only; CPU runs are deterministic
     anyway) picks deterministic cuDNN / cuBLAS kernels, so two GPU runs give identical bits;
-    false lets cuDNN autotune, faster but not repeatable. DVC tracks ``precision`` only: it
+    false lets cuDNN autotune, faster but not repeatable. Training saves a resumable
+    checkpoint every ``checkpoint_every`` epochs (and after the last): a ResNet-18's is
+    about 90 MB, more than a GPU epoch's work is worth writing. DVC tracks ``precision`` only: it
     changes results; the rest does not (beyond floating-point noise between devices)."""
 
     workers: PositiveInt = 1
@@ -679,6 +683,7 @@ class ExecutionConfig(_Section):
     device: Annotated[str, AfterValidator(_device)] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     deterministic: bool = True
+    checkpoint_every: PositiveInt = 1
 
 
 class EvaluateConfig(_Section):

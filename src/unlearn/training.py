@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from unlearn.config import TrainConfig
-from unlearn.device import forward, gather, model_device, move
+from unlearn.device import forward, model_device, move, to_batch
 from unlearn.optim import SGD, Constant, Cosine, Schedule, StepDecay
 
 if TYPE_CHECKING:
@@ -29,6 +29,10 @@ class Callback:
 
     def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
         """Before the first batch of every epoch; ``epoch`` counts from 1."""
+
+    def before_step(self, model: nn.Module, epoch: int) -> None:
+        """After the backward pass, before the optimiser step (e.g. to add a penalty's
+        gradient to the parameters' ``.grad``); ``epoch`` counts from 1."""
 
     def on_step(self, model: nn.Module, step: int) -> None:
         """After every optimiser step; ``step`` counts from 1 over the whole run."""
@@ -105,17 +109,50 @@ def augment_batch(x: torch.Tensor, padding: int, generator: torch.Generator) -> 
     random offsets and flips are drawn from ``generator`` (a CPU generator) in the same
     order on every device, so a CPU run is the same whatever device others use.
     """
+    return apply_augmentation(x, padding, *move_draws(draw_augmentation(len(x), padding, generator), x.device))
+
+
+def draw_augmentation(n: int, padding: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """The random draws of :func:`augment_batch` for ``n`` samples, on the CPU: row and
+    column offsets (when ``padding`` > 0; int64 (n,)) and flips (bool (n,)), in that order."""
+    offsets = ()
+    if padding > 0:
+        offsets = tuple(torch.randint(0, 2 * padding + 1, (n,), generator=generator) for _ in range(2))
+    return (*offsets, torch.rand(n, generator=generator) < 0.5)
+
+
+def move_draws(draws: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    return tuple(move(draw, device) for draw in draws)
+
+
+def apply_augmentation(x: torch.Tensor, padding: int, *draws: torch.Tensor) -> torch.Tensor:
+    """Crop and flip ``x`` by the :func:`draw_augmentation` draws (on ``x``'s device)."""
     n, _, h, w = x.shape
     device = x.device
+    flip = draws[-1]
     if padding > 0:
+        dy, dx = (draw.view(n, 1, 1, 1) for draw in draws[:2])
         padded = F.pad(x, (padding, padding, padding, padding))
-        dy = move(torch.randint(0, 2 * padding + 1, (n, 1, 1, 1), generator=generator), device)
-        dx = move(torch.randint(0, 2 * padding + 1, (n, 1, 1, 1), generator=generator), device)
         rows = (torch.arange(h, device=device).view(1, 1, h, 1) + dy).expand(n, x.shape[1], h, w)
         cols = (torch.arange(w, device=device).view(1, 1, 1, w) + dx).expand(n, x.shape[1], h, w)
         x = _crop(padded, rows, cols)
-    flip = move(torch.rand(n, generator=generator) < 0.5, device)
     return torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+
+
+def _epoch_plan(n: int, cfg: TrainConfig, generator: torch.Generator, homes: set[torch.device]):
+    """One epoch's batches and augmentation, drawn on the CPU in the order the per-batch
+    loop always drew them (the permutation, then each batch's offsets and flips), and
+    moved once to every device in ``homes``: no host-to-device copy per step, and CPU
+    results bit-identical to drawing them batch by batch."""
+    order = torch.randperm(n, generator=generator)
+    sizes = [len(idx) for idx in order.split(cfg.batch_size)]
+    draws = None
+    if cfg.augment:
+        per_batch = [draw_augmentation(size, cfg.crop_padding, generator) for size in sizes]
+        draws = tuple(torch.cat(column) for column in zip(*per_batch))
+    return {home: ([*move(order, home).split(sizes)],
+                   None if draws is None else [list(draw.split(sizes)) for draw in move_draws(draws, home)])
+            for home in homes}
 
 
 def _crop(padded: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -166,12 +203,13 @@ def train_(
     per-epoch statistics (the loss without the penalty), also passed to ``on_epoch``.
     With ``cfg.augment``, samples flagged in the boolean ``no_augment`` (N,) are used as they are.
 
-    Batches are gathered from wherever ``images`` and the other per-sample tensors lie (e.g.
-    uint8 images moved to the GPU once) and run on the model's device, the forward pass in
-    the current :func:`unlearn.device.precision`; the batch order and augmentation draw
-    from ``generator`` (CPU) alike on every device.
+    Batches are gathered from wherever ``images`` lie (e.g. uint8 images moved to the GPU
+    once) and run on the model's device, where the labels and other per-sample tensors are
+    moved once; the forward pass runs in the current :func:`unlearn.device.precision`. The
+    batch order and augmentation are drawn from ``generator`` (CPU) alike on every device,
+    once per epoch, and moved to the device once per epoch.
 
-    With ``checkpoint``, the state after every epoch is saved there, and a matching saved
+    With ``checkpoint``, the state after every ``checkpoint.every`` epochs (and the last) is saved there, and a matching saved
     state is resumed from: the result is bit-identical to an uninterrupted run (CPU), the
     returned history includes the restored epochs (flagged ``resumed``, with the seconds
     they took then), but ``on_epoch`` is called for the new epochs only. The caller
@@ -187,6 +225,8 @@ def train_(
     history: list[EpochStats] = []
     step = 0
     n = len(images)
+    labels, sample_weights, soft_labels, no_augment = (
+        None if tensor is None else move(tensor, device) for tensor in (labels, sample_weights, soft_labels, no_augment))
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
         step, history = _restore(saved, model, optimizer, scheduler, generator, callbacks)
@@ -198,26 +238,30 @@ def train_(
             lr = optimizer.lr
             total_loss = torch.zeros((), device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
-            order = torch.randperm(n, generator=generator)
-            batches = order.split(cfg.batch_size)
-            for idx in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress):
-                x = gather(images, idx, device)
+            plan = _epoch_plan(n, cfg, generator, {images.device, device})
+            batches, draws = plan[images.device][0], plan[device][1]
+            on_device = plan[device][0]
+            for b in tqdm(range(len(batches)), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress):
+                idx = on_device[b]
+                x = move(images[batches[b]], device)
                 x = to_float(x) if x.dtype == torch.uint8 else x
                 if cfg.augment:
-                    augmented = augment_batch(x, cfg.crop_padding, generator)
-                    keep = None if no_augment is None else gather(no_augment, idx, device).view(-1, 1, 1, 1)
-                    x = augmented if keep is None else torch.where(keep, x, augmented)
-                y = gather(labels, idx, device)
+                    augmented = apply_augmentation(x, cfg.crop_padding, *(column[b] for column in draws))
+                    x = augmented if no_augment is None else torch.where(no_augment[idx].view(-1, 1, 1, 1),
+                                                                         x, augmented)
+                x = to_batch(x, device)  # channels_last on CUDA, after the augmentation's gathers
+                y = labels[idx]
                 logits = forward(model, x)
-                target = y if soft_labels is None else gather(soft_labels, idx, device)
+                target = y if soft_labels is None else soft_labels[idx]
                 if sample_weights is None:
                     loss = F.cross_entropy(logits, target)
                 else:
-                    loss = (F.cross_entropy(logits, target, reduction="none")
-                            * gather(sample_weights, idx, device)).mean()
+                    loss = (F.cross_entropy(logits, target, reduction="none") * sample_weights[idx]).mean()
                 objective = loss if penalty is None else loss + penalty(model, epoch)
                 optimizer.zero_grad()
                 objective.backward()
+                for callback in callbacks:
+                    callback.before_step(model, epoch)
                 optimizer.step()
                 step += 1
                 for callback in callbacks:
@@ -229,7 +273,7 @@ def train_(
             stats = EpochStats(epoch, total_loss.item() / n, 100.0 * correct.item() / n, lr,
                                time.perf_counter() - start, n)
             history.append(stats)
-            if checkpoint is not None:
+            if checkpoint is not None and (epoch % checkpoint.every == 0 or epoch == cfg.epochs):
                 checkpoint.save(_snapshot(step, history, model, optimizer, scheduler, generator, callbacks))
             if on_epoch is not None:
                 on_epoch(stats)

@@ -52,6 +52,18 @@ def test_an_interrupted_training_resumes_bit_identical(tmp_path):
     _assert_same(state, reference)
 
 
+def test_checkpointing_every_second_epoch_resumes_from_the_last_saved_one(tmp_path):
+    reference, _, _ = _train()
+    checkpoint = EpochCheckpoint(tmp_path / "ckpt.pt", "fp", every=2)
+    with pytest.raises(Stop):
+        _train(checkpoint, stop_after=3)  # epoch 3 was not saved: training resumes after epoch 2
+    state, resumed, reported = _train(checkpoint)
+    assert reported == [3, 4] and [h.resumed for h in resumed] == [True, True, False, False]
+    _assert_same(state, reference)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        EpochCheckpoint(tmp_path / "x.pt", "fp", every=0)
+
+
 def test_a_checkpoint_of_other_params_or_an_unreadable_one_is_ignored(tmp_path, caplog):
     reference, _, _ = _train()
     path = tmp_path / "ckpt.pt"

@@ -25,6 +25,31 @@ def test_training_is_deterministic_given_the_seed():
         assert torch.equal(a[key], b[key]), key
 
 
+def test_drawing_each_epoch_once_is_bit_identical_to_drawing_batch_by_batch():
+    """train_ draws an epoch's permutation, crops and flips up front; the plain per-batch loop
+    it replaced (draws interleaved with the steps, from the same generator) gives the same bits."""
+    from torch.nn import functional as F
+
+    from unlearn.training import make_optimizer, to_float
+
+    cfg = TrainConfig(epochs=2, batch_size=48, augment=True, crop_padding=2, lr=0.05, schedule="constant")
+    planned, x, y = _setup()
+    weights = torch.linspace(-1, 1, len(x))
+    train_(planned, x, y, cfg, generator=torch.Generator().manual_seed(3), sample_weights=weights)
+    stepwise, _, _ = _setup()
+    generator, optimizer = torch.Generator().manual_seed(3), make_optimizer(stepwise, cfg)
+    stepwise.train()
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(len(x), generator=generator).split(cfg.batch_size):
+            batch = augment_batch(to_float(x[idx]), cfg.crop_padding, generator)
+            loss = (F.cross_entropy(stepwise(batch), y[idx], reduction="none") * weights[idx]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for key, value in planned.state_dict().items():
+        assert torch.equal(value, stepwise.state_dict()[key]), key
+
+
 def test_loss_decreases_and_stats_are_reported():
     model, x, y = _setup()
     seen = []

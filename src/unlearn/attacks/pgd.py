@@ -54,29 +54,62 @@ def pgd_l2(
     if (eps_t < 0).any() or steps < 0:
         raise ValueError(f"eps and steps must be >= 0, got eps min {eps_t.min().item()}, steps={steps}")
     x_adv = (images if start is None else start).detach().clone()
+    run = _compacting if images.device.type == "cpu" else _masked
+    with train_mode(model, False), torch.enable_grad():
+        return run(model, images, labels, x_adv, eps_t, step_t, steps, stop_when_wrong).detach()
+
+
+def _l2_step(x: torch.Tensor, grad: torch.Tensor, images: torch.Tensor, eps: torch.Tensor,
+             step: torch.Tensor) -> torch.Tensor:
+    """One normalised-gradient step of size ``step``, projected onto the eps-balls and [0, 1]."""
+    shape = (-1,) + (1,) * (images.dim() - 1)
+    # the smallest positive float, not 1e-12: a confident model's gradient can be 1e-17 and
+    # still point the way; only an exact zero (underflow) leaves the sample where it is
+    direction = grad / _per_sample_norm(grad).clamp_min(torch.finfo(grad.dtype).tiny)
+    delta = x + step.view(shape) * direction - images
+    delta = delta * (eps.view(shape) / _per_sample_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
+    return (images + delta).clamp(0.0, 1.0)
+
+
+def _compacting(model, images, labels, x_adv, eps_t, step_t, steps, stop_when_wrong):
+    """The CPU path: each step runs only the samples still active (gathered by index), so a
+    sample that has left costs nothing; the index reads are free on the CPU."""
+    active = eps_t > 0
+    for _ in range(steps):
+        idx = active.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        x = x_adv[idx].clone().requires_grad_(True)
+        logits = forward(model, x)
+        if stop_when_wrong:
+            still = logits.argmax(1) == labels[idx]
+            active[idx[~still]] = False
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels[idx], reduction="sum"), x)
+        with torch.no_grad():
+            if stop_when_wrong:
+                idx, x, grad = idx[still], x[still], grad[still]
+            x_adv[idx] = _l2_step(x, grad, images[idx], eps_t[idx], step_t[idx])
+    return x_adv
+
+
+def _masked(model, images, labels, x_adv, eps_t, step_t, steps, stop_when_wrong, check_every: int = 10):
+    """The accelerator path: every step runs the whole batch and a mask keeps the samples
+    that have left where they are, so no step waits for the device (no ``nonzero``, no
+    boolean indexing); whether any sample is still active is read every ``check_every``
+    steps. Each sample follows the same trajectory as on the CPU path."""
     active = eps_t > 0
     shape = (-1,) + (1,) * (images.dim() - 1)
-    with train_mode(model, False), torch.enable_grad():
-        for _ in range(steps):
-            idx = active.nonzero().squeeze(1)
-            if len(idx) == 0:
-                break
-            x = x_adv[idx].clone().requires_grad_(True)
-            logits = forward(model, x)
-            if stop_when_wrong:
-                still = logits.argmax(1) == labels[idx]
-                active[idx[~still]] = False
-            (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels[idx], reduction="sum"), x)
-            with torch.no_grad():
-                if stop_when_wrong:
-                    idx, x, grad = idx[still], x[still], grad[still]
-                # the smallest positive float, not 1e-12: a confident model's gradient can be 1e-17 and
-                # still point the way; only an exact zero (underflow) leaves the sample where it is
-                direction = grad / _per_sample_norm(grad).clamp_min(torch.finfo(grad.dtype).tiny)
-                delta = x + step_t[idx].view(shape) * direction - images[idx]
-                delta = delta * (eps_t[idx].view(shape) / _per_sample_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
-                x_adv[idx] = (images[idx] + delta).clamp(0.0, 1.0)
-    return x_adv.detach()
+    for step in range(steps):
+        if step % check_every == 0 and not bool(active.any()):
+            break
+        x = x_adv.clone().requires_grad_(True)
+        logits = forward(model, x)
+        if stop_when_wrong:
+            active = active & (logits.argmax(1) == labels)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels, reduction="sum"), x)
+        with torch.no_grad():
+            x_adv = torch.where(active.view(shape), _l2_step(x, grad, images, eps_t, step_t), x_adv)
+    return x_adv
 
 
 def pgd_linf(

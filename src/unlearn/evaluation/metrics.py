@@ -29,11 +29,13 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return 100.0 * (logits.argmax(1) == labels).float().mean().item()
 
 
-def split_metrics(logits: torch.Tensor, labels: torch.Tensor, splits: Mapping[str, np.ndarray]) -> dict[str, float]:
+def split_metrics(logits: torch.Tensor, labels: torch.Tensor, splits: Mapping[str, np.ndarray],
+                  svc_samples: int | None = None) -> dict[str, float]:
     """From a model's ``logits`` (N, C) on every sample: ``forget_acc``, ``retain_acc`` and
     ``test_acc`` (percent), the mean losses, ``mia_svc`` (SalUn's MIA-efficacy, percent)
     and ``mia_loss_auc`` (a cross-validated logistic regression on the loss, forget vs
-    test, AUC in percent) over the forget, remain and test index arrays of ``splits``; each
+    test, AUC in percent; at most ``svc_samples`` per class for the SVC, see
+    :func:`~unlearn.evaluation.mia_svc.mia_svc`) over the forget, remain and test index arrays of ``splits``; each
     attack's 95% interval over samples as ``<key>_ci95`` (a half-width)."""
     from unlearn.evaluation.mia_svc import loss_attack, mia_svc, proportion_ci95, true_label_confidence
 
@@ -45,7 +47,7 @@ def split_metrics(logits: torch.Tensor, labels: torch.Tensor, splits: Mapping[st
         losses[split] = nn.functional.cross_entropy(logits[idx].double(), labels[idx], reduction="none").numpy()
         metrics[f"{key}_loss"] = float(losses[split].mean())
         confidence[split] = true_label_confidence(logits[idx], labels[idx])
-    metrics["mia_svc"] = mia_svc(confidence["remain"], confidence["test"], confidence["forget"])
+    metrics["mia_svc"] = mia_svc(confidence["remain"], confidence["test"], confidence["forget"], samples=svc_samples)
     metrics["mia_svc_ci95"] = proportion_ci95(metrics["mia_svc"], len(splits["forget"]))
     loss = loss_attack(losses["forget"], losses["test"])
     metrics["mia_loss_auc"], metrics["mia_loss_auc_ci95"] = loss["auc"], loss["auc_ci95"]

@@ -92,16 +92,34 @@ def l1_weight(alpha: float, epoch: int, epochs: int, schedule: str) -> float:
     raise ValueError(f"alpha schedule {schedule!r} must be one of: linear, compounding")
 
 
+class L1Gradient(Callback):
+    """Adds the gradient of ``weights[epoch - 1] * ||theta||_1``, i.e. ``w * sign(theta)``,
+    to every trainable parameter's gradient before each step: two foreach ops over all
+    parameters instead of a penalty term that autograd would build and differentiate
+    parameter by parameter (about 680 ops per step on ResNet-18). The result is
+    bit-identical: autograd adds the same ``w * sign(theta)`` (exact: sign is -1, 0 or 1) to
+    the loss gradient in one rounding."""
+
+    def __init__(self, model: nn.Module, weights: list[float]) -> None:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.weights = weights
+
+    def before_step(self, model: nn.Module, epoch: int) -> None:
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        with torch.no_grad():
+            torch._foreach_add_([p.grad for p in self.params], torch._foreach_sign(self.params),
+                                alpha=self.weights[epoch - 1])
+
+
 @register("l1_sparse", always_remain=True, tracks=("random",))
 def l1_sparse(model: nn.Module, task: ForgetTask, cfg, generator: torch.Generator) -> None:
     """l1-sparse (Jia et al., NeurIPS 2023): FT plus ``alpha_t * ||theta||_1`` over every
-    trainable parameter, with ``alpha_t`` = :func:`l1_weight` (``cfg.alpha_schedule``)."""
+    trainable parameter, with ``alpha_t`` = :func:`l1_weight` (``cfg.alpha_schedule``),
+    applied as its gradient (:class:`L1Gradient`)."""
     weights = [l1_weight(cfg.alpha, t, cfg.epochs, cfg.alpha_schedule) for t in range(1, cfg.epochs + 1)]
-
-    def penalty(net: nn.Module, epoch: int) -> torch.Tensor:
-        return weights[epoch - 1] * sum(p.abs().sum() for p in net.parameters() if p.requires_grad)
-
-    train_(model, *task.split("remain"), cfg, generator=generator, penalty=penalty)
+    train_(model, *task.split("remain"), cfg, generator=generator, callbacks=[L1Gradient(model, weights)])
 
 
 @register("salun")

@@ -54,3 +54,19 @@ def test_per_sample_budgets_and_continuing_from_a_start():
     assert ((further - x).flatten(1).norm(dim=1) <= 2 * eps + 1e-5).all()
     with torch.no_grad():
         assert accuracy(model(further), y) <= accuracy(model(adv), y)
+
+
+def test_the_accelerator_path_masks_instead_of_syncing_and_moves_every_sample_alike():
+    """The masked path (CUDA: no nonzero, no boolean indexing per step) follows each sample's
+    trajectory exactly as the compacting CPU path does, with and without early stopping."""
+    from unlearn.attacks import pgd
+    from unlearn.training import train_mode
+
+    model, x, y = _trained()
+    eps = torch.linspace(0, 1.5, len(x))
+    with train_mode(model, False), torch.enable_grad():
+        for stop in (False, True):
+            compacted = pgd._compacting(model, x, y, x.clone(), eps, eps / 10, 15, stop)
+            masked = pgd._masked(model, x, y, x.clone(), eps, eps / 10, 15, stop, check_every=4)
+            assert torch.allclose(compacted, masked, atol=1e-6)
+            assert (compacted != x).any()

@@ -10,7 +10,7 @@ from unlearn.config import L1SparseConfig, UnlearnClassConfig, UnlearnConfig
 from unlearn.data import load_dataset
 from unlearn.models import create_model
 from unlearn.config import TrainConfig
-from unlearn.training import to_float, train_
+from unlearn.training import Callback, to_float, train_
 from unlearn.unlearning import METHODS, ForgetTask, FreezeOutsideMask, saliency_mask
 from unlearn.unlearning import methods
 from unlearn.unlearning.methods import RandomWrongLabels, l1_weight
@@ -140,23 +140,49 @@ def test_random_wrong_labels_avoid_the_true_label_and_change_each_epoch():
     ("compounding", [1.0, 2.0, 3.0, 3.0]),   # x 2, x 1.5, x 1 after epochs 1, 2, 3
 ])
 def test_l1_sparse_penalty_weight_of_every_epoch_follows_its_schedule(setup, monkeypatch, schedule, expected):
-    """The penalty l1_sparse hands to the real training loop, read each epoch on a net with ||theta||_1 = 1."""
+    """The L1 gradient l1_sparse hands to the real training loop, read each epoch on a net
+    whose one weight is 1 (the gradient of w * |theta| there is w)."""
     original, task = setup
     unit = nn.Linear(1, 1, bias=False)
     nn.init.ones_(unit.weight)
     seen, train = {}, methods.train_
 
-    def spy(model, x, y, cfg, *, penalty, **kwargs):
-        def recording(net, epoch):
-            seen.setdefault(epoch, penalty(unit, epoch).item())
-            return penalty(net, epoch)
+    class Recording(Callback):
+        def __init__(self, l1):
+            self.l1 = l1
 
-        return train(model, x, y, cfg, penalty=recording, **kwargs)
+        def before_step(self, model, epoch):
+            unit.weight.grad = torch.zeros_like(unit.weight)
+            methods.L1Gradient(unit, self.l1.weights).before_step(unit, epoch)
+            seen.setdefault(epoch, unit.weight.grad.item())
+
+    def spy(model, x, y, cfg, *, callbacks, **kwargs):
+        (l1,) = [c for c in callbacks if isinstance(c, methods.L1Gradient)]
+        return train(model, x, y, cfg, callbacks=[*callbacks, Recording(l1)], **kwargs)
 
     monkeypatch.setattr(methods, "train_", spy)
     cfg = L1SparseConfig(epochs=4, batch_size=512, alpha=0.5, alpha_schedule=schedule)
     methods.l1_sparse(copy.deepcopy(original), task, cfg, torch.Generator().manual_seed(0))
-    assert seen == {epoch: 0.5 * weight for epoch, weight in enumerate(expected, start=1)}
+    assert seen == pytest.approx({epoch: 0.5 * weight for epoch, weight in enumerate(expected, start=1)}, rel=1e-7)
+
+
+def test_l1_gradient_is_bit_identical_to_differentiating_the_penalty(setup):
+    """Two foreach ops per step give exactly what autograd gives for ``w_t * ||theta||_1``."""
+    original, task = setup
+    weights = [0.01, 0.004]
+    cfg = L1SparseConfig(epochs=2, batch_size=64, lr=0.05)
+    by_autograd, by_callback = copy.deepcopy(original), copy.deepcopy(original)
+    x, y = task.split("remain")
+
+    def penalty(net, epoch):
+        return weights[epoch - 1] * sum(p.abs().sum() for p in net.parameters() if p.requires_grad)
+
+    methods.train_(by_autograd, x, y, cfg, generator=torch.Generator().manual_seed(0), penalty=penalty)
+    methods.train_(by_callback, x, y, cfg, generator=torch.Generator().manual_seed(0),
+                   callbacks=[methods.L1Gradient(by_callback, weights)])
+    pairs = list(zip(by_autograd.state_dict().values(), by_callback.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert not all(torch.equal(a, b) for a, b in zip(by_callback.parameters(), original.parameters()))
 
 
 def test_l1_weight_equals_the_published_updates_exactly():
