@@ -21,12 +21,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("sync-mlflow", help="log the runs a tracking fault left in .unlearn/mlflow-pending")
     preset = sub.add_parser("preset", help="apply presets/NAME.yaml to params.yaml, keeping its comments")
     preset.add_argument("name", help="a file name under presets/ without .yaml (e.g. paper-cifar10-fast)")
+    preset.add_argument("--cost", action="store_true",
+                        help="print what the preset costs (epoch-equivalents and minutes) instead of applying it")
+    preset.add_argument("--s-per-epoch", type=float, default=3.0,
+                        help="with --cost: seconds per 50,000-image epoch (benchmarks/gpu_check.py measures it)")
+    preset.add_argument("--cpu-s-per-model", type=float, default=7.0,
+                        help="with --cost: CPU seconds of the attacks per model (benchmarks/evaluate_cifar.py: 6.6 on 2 cores)")
     args = parser.parse_args(argv)
 
     if args.command == "preset":
+        from unlearn_pipeline.presets import cost as preset_cost
         from unlearn_pipeline.presets import main as preset_main
 
         try:
+            if args.cost:
+                return preset_cost(args.name, args.s_per_epoch, args.cpu_s_per_model)
             return preset_main(args.name)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)

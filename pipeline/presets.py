@@ -94,10 +94,10 @@ def apply(text: str, preset: dict) -> str:
     return text
 
 
-def main(name: str, root: Path = Path(".")) -> int:
-    """The command: apply preset ``name`` to ``root``/params.yaml; 0 on success."""
+def _applied(name: str, root: Path):
+    """(params.yaml's text with preset ``name`` applied, the validated params, the preset's path,
+    the number of values it sets)."""
     from unlearn.config import parse_params
-    from unlearn.io import write_text
 
     path = root / PRESETS / f"{name}.yaml"
     if not path.is_file():
@@ -105,9 +105,31 @@ def main(name: str, root: Path = Path(".")) -> int:
     preset = yaml.safe_load(path.read_text())
     if not isinstance(preset, dict):
         raise ConfigError(f"{path}: must be a mapping of params.yaml keys, got {type(preset).__name__}")
+    text = apply((root / "params.yaml").read_text(), preset)
+    params = parse_params(yaml.safe_load(text), source=f"params.yaml with preset {name}")
+    return text, params, path, len(_leaves(preset))
+
+
+def cost(name: str, s_per_epoch: float, cpu_s_per_model: float, root: Path = Path(".")) -> int:
+    """The command ``unlearn preset NAME --cost``: the preset's work table (see
+    :mod:`unlearn_pipeline.cost`), applied to the current params.yaml; nothing is written."""
+    from unlearn_pipeline.cost import cost_table
+
+    if s_per_epoch <= 0 or cpu_s_per_model < 0:
+        raise ConfigError(f"--s-per-epoch {s_per_epoch}, --cpu-s-per-model {cpu_s_per_model}: need s/epoch > 0 "
+                          "and CPU seconds >= 0")
+    _, params, path, _ = _applied(name, root)
+    table, _ = cost_table(params, s_per_epoch, cpu_s_per_model)
+    print(f"{path} on top of params.yaml, at {s_per_epoch:g} s per 50,000-image epoch:\n\n{table}")
+    return 0
+
+
+def main(name: str, root: Path = Path(".")) -> int:
+    """The command: apply preset ``name`` to ``root``/params.yaml; 0 on success."""
+    from unlearn.io import write_text
+
+    text, _, path, values = _applied(name, root)  # validated: raises before any write
     params_file = root / "params.yaml"
-    text = apply(params_file.read_text(), preset)
-    parse_params(yaml.safe_load(text), source=f"params.yaml with preset {name}")  # raises before any write
     write_text(params_file, text)
-    print(f"applied {path} to {params_file}: {len(_leaves(preset))} values; `dvc repro` runs it")
+    print(f"applied {path} to {params_file}: {values} values; `dvc repro` runs it")
     return 0

@@ -18,13 +18,10 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from unlearn.errors import ConfigError
+from unlearn.names import MODEL_NAMES, TORCHVISION_PREFIX
 
 DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion_mnist")
 DATASET_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "mnist": 10, "fashion_mnist": 10}
-# The names registered in unlearn.models (a test keeps the two equal). Listed here so
-# that validating params.yaml does not import torch (about 2 s) in stages that need none.
-MODEL_NAMES = ("resnet18", "small_cnn")
-TORCHVISION_PREFIX = "torchvision:"
 # Where the user's own inputs live: each folder is a DVC dependency of the stage that reads it
 # (dvc.yaml cannot depend on a path that a param names and may be null).
 FORGET_LISTS = "data/user/forget"
@@ -507,7 +504,7 @@ class MiaConfig(_Section):
     fixed_variance: bool = False
     population: Annotated[int, _interval(2, None)] = 1000
     repeats: PositiveInt = 3
-    svc_samples: PositiveInt = 2500
+    svc_samples: PositiveInt = 5000
 
 
 RANDOM_TRACK_METHODS = tuple(UnlearnConfig.model_fields)

@@ -106,7 +106,6 @@ def normalisation(images: torch.Tensor, train: np.ndarray) -> dict[str, list[flo
 def measure(logits: torch.Tensor, labels: torch.Tensor, cell: CellModels) -> dict[str, float]:
     """A model's metrics in a cell from its logits on every sample: accuracies, losses,
     MIA-efficacy and the loss attack, plus RMIA and LiRA when the cell has references."""
-    from unlearn.config import MiaConfig
     from unlearn.evaluation import split_metrics
 
     metrics = split_metrics(logits, labels, cell.splits, (cell.mia or MiaConfig()).svc_samples)

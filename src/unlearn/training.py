@@ -16,12 +16,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from unlearn.config import TrainConfig
 from unlearn.device import forward, model_device, move, to_batch
 from unlearn.optim import SGD, Constant, Cosine, Schedule, StepDecay
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # not at run time: the training loop runs without pydantic (e.g. the GPU check)
     from unlearn.checkpoint import EpochCheckpoint
+    from unlearn.config import TrainConfig
 
 
 class Callback:

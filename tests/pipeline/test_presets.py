@@ -37,6 +37,32 @@ def test_the_fast_preset_is_the_paper_pipeline_cut_down():
     assert fast["references"]["K"] == 4 and fast["train"]["epochs"] < paper["train"]["epochs"]
 
 
+@pytest.mark.parametrize(("name", "limit_minutes"), [("paper-cifar10-fast", 10), ("paper-cifar10", None)])
+def test_the_gpu_presets_carry_their_cost_table_and_the_fast_one_fits_ten_minutes(name, limit_minutes):
+    """The header's table is the cost model's (so it cannot go stale), counted at 3 s/epoch."""
+    from unlearn_pipeline.cost import cost_table, pipeline_parts
+
+    params = parse_params(yaml.safe_load(apply(PARAMS, yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text()))))
+    table, seconds = cost_table(params, 3.0, 7.0)
+    header = "\n".join(line.removeprefix("# ") for line in (ROOT / "presets" / f"{name}.yaml").read_text().splitlines()
+                       if line.startswith("# |"))
+    assert header == table
+    if limit_minutes:
+        assert seconds <= limit_minutes * 60
+    parts = {part.name.split(" (")[0]: part.epochs for part in pipeline_parts(params)}
+    assert parts["original"] == params.train.epochs  # 50,000 images an epoch: one epoch-equivalent
+
+
+def test_preset_cost_refuses_bad_figures_and_writes_nothing(project):
+    before = (project / "params.yaml").read_text()
+    done = subprocess.run(["unlearn", "preset", "cpu-cifar10", "--cost", "--s-per-epoch", "0"], cwd=project,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("error: --s-per-epoch 0.0")
+    done = subprocess.run(["unlearn", "preset", "cpu-cifar10", "--cost"], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 0 and "| **total**" in done.stdout
+    assert (project / "params.yaml").read_text() == before
+
+
 def test_a_missing_key_is_added_in_its_section():
     text = apply(PARAMS, {"unlearn": {"amun": {"momentum": 0.8}}})
     assert yaml.safe_load(text)["unlearn"]["amun"]["momentum"] == 0.8

@@ -7,6 +7,7 @@ from typing import Protocol, Sequence
 import torch
 from torch import nn
 
+from unlearn.names import TORCHVISION_PREFIX
 from unlearn.registry import Registry
 
 
@@ -47,8 +48,6 @@ def create_model(
     The weights are initialised from ``seed`` without touching the global RNG state.
     ``batch_norm: False`` builds the network without BatchNorm (FastClip's ``bn: remove``).
     """
-    from unlearn.config import TORCHVISION_PREFIX
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name.startswith(TORCHVISION_PREFIX):
