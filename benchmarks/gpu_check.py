@@ -109,6 +109,24 @@ def syncs_per_pgd_step(model, images, labels, device, steps: int) -> float | Non
     return sum("synchroniz" in str(w.message) for w in caught) / steps
 
 
+def labels_in_bf16_vs_fp32(model, images, labels, device, steps: int) -> dict:
+    """D_A built under bf16: the share of its labels (bf16 predictions at the adversarial
+    examples) that a float32 forward pass reads differently, and the share it reads as the
+    true class (samples that sit on the boundary)."""
+    from unlearn.attacks import adversarial_set
+    from unlearn.device import exact_forward, precision
+    from unlearn.training import train_mode
+
+    x, y = images[:512].float() / 255, labels[:512]
+    with precision("bf16"):
+        found = adversarial_set(model, x, y, eps_init=0.25, steps=steps, max_doublings=4)
+    with torch.no_grad(), train_mode(model, False):
+        in_fp32 = exact_forward(model, found.images).argmax(1).cpu()
+    return {"da_labels_fp32_differs": float((in_fp32 != found.labels.cpu()).float().mean()),
+            "da_fp32_reads_true_class": float((in_fp32 == y).float().mean()),
+            "da_capped_under_bf16": int(found.capped.sum())}
+
+
 def logit_rounding(model, images, device) -> dict:
     from unlearn.device import exact_forward, forward, precision
     from unlearn.evaluation import predict
@@ -222,7 +240,8 @@ def main() -> None:
     library_epoch(trained, images, labels, batches[-1], device)
     rate, eps = da_rate(trained, images, labels, device, 64 if args.smoke else 2048, pgd_steps)
     result["adversarial"] = {"samples_per_s": round(rate, 1), "mean_eps": eps,
-                             "syncs_per_pgd_step": syncs_per_pgd_step(trained, images, labels, device, pgd_steps)}
+                             "syncs_per_pgd_step": syncs_per_pgd_step(trained, images, labels, device, pgd_steps),
+                             **labels_in_bf16_vs_fp32(trained, images, labels, device, pgd_steps)}
     result["logits"] = logit_rounding(trained, images, device)
     result["spectral_norm"] = spectral_error(trained, device)
     result["bitwise_two_runs"] = two_runs_identical(device, images, labels, width)

@@ -15,6 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two test workers on the CPU's cores: one thread each, no oversubscription
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The slow end-to-end tests first, so that the workers do not end on one of them alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 _PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 METHODS = tuple(_PARAMS["unlearn"])  # the method lists are params.yaml's sections, as in dvc.yaml
@@ -41,6 +48,7 @@ TINY_PARAMS = {
               "step_grid": [5], "references": 4},
     "class_sweep": {"seeds": [0], "classes": [1], "methods": ["trw", "ft"], "lr_grid": {"ft": [0.01, 0.05]}},
     "flow": {"concurrency": 2, "retries": 0},
+    "execution": {"device": "cpu"},  # the hash-comparing tests: a CUDA host runs them on its CPU
 }
 
 

@@ -10,9 +10,10 @@ nothing, which keeps CPU runs bit-identical to runs made before devices existed.
 
 What a number is *read* from runs exactly, whatever the precision: :func:`exact` turns
 autocast off and, on CUDA, TF32 off (convolutions and matmuls in full float32). The
-attacks' logits, a method's targets (TRW's, SCRUB's teacher, SalUn's saliency, the
-labels of D_A and boundary shrink) and FastClip's spectral norms are computed inside it;
-training steps and PGD's gradient steps keep the chosen precision.
+attacks' logits, a method's targets (TRW's, SCRUB's teacher, SalUn's saliency, boundary
+shrink's labels) and FastClip's spectral norms are computed inside it; training steps and
+PGD keep the chosen precision (D_A's labels too: they are PGD's own stopping decisions,
+see :func:`unlearn.attacks.adversarial_set`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from unlearn.attacks.pgd import pgd_l2
-from unlearn.device import exact_forward, model_device, move, to_batch
+from unlearn.device import forward, model_device, move, to_batch
 from unlearn.training import train_mode
 
 if TYPE_CHECKING:
@@ -57,8 +57,12 @@ def adversarial_set(
     (``capped`` marks those never misclassified). A sample already misclassified keeps
     x_adv = x, eps = 0 and its predicted label. Work is batched and only samples still
     correctly classified are attacked, on the model's device (where D_A's tensors stay).
-    PGD's steps run in the current precision; whether a sample is misclassified, and its
-    label in D_A, are read in full float32 (:func:`unlearn.device.exact`).
+    Whether a sample is misclassified, and its label in D_A, are read in the precision
+    PGD's steps run in (the current :func:`unlearn.device.precision`), so that the search
+    and its stopping rule agree: under bf16 a sample that PGD saw cross the boundary may
+    still be classified correctly in float32 (it sits on the boundary), and a float32
+    check would send it back to a PGD that stops at once, up to the budget cap.
+    ``benchmarks/gpu_check.py`` reports how many D_A labels float32 would give otherwise.
     """
     if not eps_init > 0:
         raise ValueError(f"eps_init must be > 0, got {eps_init}")
@@ -72,7 +76,7 @@ def _one_batch(model, images, labels, eps_init, steps, max_doublings):
     x_adv = images.clone()
     eps = torch.zeros(len(images), device=images.device)
     with torch.no_grad(), train_mode(model, False):
-        correct = exact_forward(model, images).argmax(1) == labels
+        correct = forward(model, images).argmax(1) == labels
     budget = eps_init
     for _ in range(max_doublings + 1):
         idx = correct.nonzero().squeeze(1)
@@ -82,10 +86,10 @@ def _one_batch(model, images, labels, eps_init, steps, max_doublings):
                             start=x_adv[idx])
         eps[idx] = budget
         with torch.no_grad(), train_mode(model, False):
-            correct[idx] = exact_forward(model, x_adv[idx]).argmax(1) == labels[idx]
+            correct[idx] = forward(model, x_adv[idx]).argmax(1) == labels[idx]
         budget *= 2
     with torch.no_grad(), train_mode(model, False):
-        predicted = exact_forward(model, x_adv).argmax(1)
+        predicted = forward(model, x_adv).argmax(1)
     distance = (x_adv - images).flatten(1).norm(dim=1)
     return x_adv, predicted, eps, distance, predicted == labels
 
