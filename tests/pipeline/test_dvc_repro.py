@@ -3,6 +3,7 @@
 import json
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -125,6 +126,14 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert {m.name for m in client.search_registered_models()} >= {
         "unlearn-original", "unlearn-retrain", *(f"unlearn-{m}" for m in MODELS[2:]),
         "unlearn-class-retrain", *(f"unlearn-class-{m}" for m in CLASS_METHODS)}
+
+    # evaluate's models as parallel jobs (execution.workers 2) score exactly as in the stage's process
+    scored = {p.name: json.loads(p.read_text()) for p in (project / "metrics" / "random").glob("*.json")}
+    write_params(project, {"execution": {"workers": 2}})
+    done = subprocess.run([sys.executable, "-m", "unlearn_pipeline", "evaluate"], cwd=project, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert {p.name: json.loads(p.read_text()) for p in (project / "metrics" / "random").glob("*.json")} == scored
 
 
 def test_the_seed_study_runs_per_method_and_reruns_only_what_changed(project):
