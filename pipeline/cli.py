@@ -5,9 +5,31 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from unlearn.errors import UserError
+
+STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+
+
+def _failure(exc: Exception) -> str:
+    """One line on why the flow failed, and what to do when it is Prefect's temporary server."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "ephemeral Prefect API server" in first:
+        return (f"Prefect's temporary server did not start within {os.environ.get(STARTUP_TIMEOUT_ENV)} s (a busy "
+                f"machine?). Start one yourself, `prefect server start --host 127.0.0.1`, and set "
+                f"PREFECT_API_URL=http://127.0.0.1:4200/api; or allow a longer start with {STARTUP_TIMEOUT_ENV}")
+    return f"the pipeline failed: {first}"
+
+
+def _presets_epilog() -> str:
+    from unlearn_pipeline.presets import describe
+
+    try:
+        return describe()
+    except (OSError, UserError) as exc:
+        return f"presets: cannot list them here ({exc})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     stage.add_argument("stage_args", nargs=argparse.REMAINDER)
     sub.add_parser("doctor", help="environment, params, dataset, prepared data and DVC sync status")
     sub.add_parser("sync-mlflow", help="log the runs a tracking fault left in .unlearn/mlflow-pending")
-    preset = sub.add_parser("preset", help="apply presets/NAME.yaml to params.yaml, keeping its comments")
+    wants_presets = "preset" in (argv if argv is not None else sys.argv[1:])  # the list costs a params check
+    preset = sub.add_parser("preset", help="apply presets/NAME.yaml to params.yaml, keeping its comments",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog=_presets_epilog() if wants_presets else None)
     preset.add_argument("name", help="a file name under presets/ without .yaml (e.g. paper-cifar10-fast)")
     preset.add_argument("--cost", action="store_true",
                         help="print what the preset costs (epoch-equivalents and minutes) instead of applying it")
@@ -55,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return stage_main(args.stage_args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Prefect's temporary server gets 20 s to start by default: too little on a busy 2-core machine
+    os.environ.setdefault(STARTUP_TIMEOUT_ENV, "120")
     from unlearn_pipeline.flows import run as run_flow
 
     try:
@@ -66,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        print(f"error: the pipeline failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-              file=sys.stderr)
+        print(f"error: {_failure(exc)}", file=sys.stderr)
         return 1
     for address, outcome in results.items():
         print(f"{address:24s} {outcome}")

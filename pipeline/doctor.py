@@ -22,6 +22,7 @@ from unlearn.errors import UserError
 
 def doctor(root: Path = Path(".")) -> int:
     problems = 0
+    stale: list[str] = []
 
     def report(label: str, text: str, ok: bool = True) -> None:
         nonlocal problems
@@ -47,8 +48,11 @@ def doctor(root: Path = Path(".")) -> int:
         report("device", f"execution.device {params.execution.device} -> {tags['device']} ({tags['device.name']}), "
                          f"precision {tags['precision']}")
         data = params.data
-        source = dataset_source(data.dataset, root=root / data.root, path=data.path, download=data.download)
-        report("dataset", f"{data.dataset}: {source}")
+        try:
+            source = dataset_source(data.dataset, root=root / data.root, path=data.path, download=data.download)
+            report("dataset", f"{data.dataset}: {source}")
+        except UserError as exc:  # a dataset problem, not a params one
+            report("dataset", str(exc), ok=False)
         named = [f for f in (data.forget.file, *params.requests.files, params.model.checkpoint) if f]
         if named:
             missing = [f for f in named if not (root / f).is_file()]
@@ -58,8 +62,14 @@ def doctor(root: Path = Path(".")) -> int:
         report("params", str(exc), ok=False)
     report("prepared", *_prepared_status(root))
     report("mlflow", _mlflow_status(root))
-    report("dvc", *_dvc_status(root))
-    print(f"\n{'all good' if not problems else f'{problems} problem(s) found'}")
+    text, ok, stale = _dvc_status(root)
+    report("dvc", text, ok)
+    if problems:
+        print(f"\n{problems} problem(s) found")
+    elif stale:
+        print(f"\nno problems; {len(stale)} stage(s) to run: see dvc above")
+    else:
+        print("\nall good")
     return 1 if problems else 0
 
 
@@ -85,12 +95,20 @@ def _mlflow_status(root: Path) -> str:
     return tracking_uri(root) + (f"; {waiting} run(s) not logged yet: run `unlearn sync-mlflow`" if waiting else "")
 
 
-def _dvc_status(root: Path) -> tuple[str, bool]:
+def _dvc_status(root: Path) -> tuple[str, bool, list[str]]:
+    """(the line to print, whether DVC answered, the stale stages), the studies' stages named
+    apart with the command that brings them up to date (``dvc repro`` runs dvc.yaml only)."""
     done = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
     if done.returncode != 0:
-        return f"`dvc status` failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}", False
+        return f"`dvc status` failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}", False, []
     stale = sorted(json.loads(done.stdout or "{}"))
     if not stale:
-        return "workspace in sync with dvc.lock", True
-    shown = ", ".join(stale[:5]) + (", ..." if len(stale) > 5 else "")
-    return f"{len(stale)} stage(s) stale ({shown}): run `dvc repro`", True
+        return "workspace in sync with dvc.lock", True, []
+    studies = [name for name in stale if name.startswith("studies/")]
+    default = [name for name in stale if not name.startswith("studies/")]
+    parts = []
+    for names, command in ((default, "dvc repro"), (studies, "dvc repro studies/dvc.yaml")):
+        if names:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            parts.append(f"{len(names)} stage(s) stale ({shown}): run `{command}`")
+    return "; ".join(parts), True, stale

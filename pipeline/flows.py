@@ -49,14 +49,16 @@ def _still_stale(root: Path, address: str) -> bool:
         return bool(stale_stages(root, [address]))
 
 
-def _run_command(root: Path, cmd: str, env: dict[str, str]) -> None:
+def _run_command(root: Path, cmd: str, env: dict[str, str], name: str) -> None:
+    """Run ``cmd``; each line of its output goes to the flow's log prefixed with the stage ``name``
+    (stages run side by side, so unprefixed lines could not be told apart)."""
     logger = get_run_logger()
     tail: deque[str] = deque(maxlen=20)
     with subprocess.Popen(cmd, shell=True, cwd=root, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:
             tail.append(line.rstrip())
-            logger.info(line.rstrip())
+            logger.info("[%s] %s", name, line.rstrip())
     if proc.returncode != 0:
         raise RuntimeError(f"`{cmd}` exited with {proc.returncode}:\n" + "\n".join(tail))
 
@@ -69,7 +71,7 @@ def reproduce_stage(root: str, node: StageNode, env: dict[str, str], stale: bool
     if not stale and ("ran" not in upstream or not _still_stale(root_path, node.address)):
         get_run_logger().info("%s: up to date (DVC cache)", node.address)
         return "cached"
-    _run_command(root_path, node.cmd, {**env, "DVC_STAGE": node.address})
+    _run_command(root_path, node.cmd, {**env, "DVC_STAGE": node.address}, node.address)
     done = _dvc(root_path, "commit", "--force", node.address)
     if done.returncode != 0:
         raise RuntimeError(f"dvc commit {node.address} failed: {done.stderr.strip()}")

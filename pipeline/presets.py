@@ -94,6 +94,41 @@ def apply(text: str, preset: dict) -> str:
     return text
 
 
+def _summary(path: Path) -> str:
+    """The header comment's first sentence (up to a ':' or '. ' outside parentheses)."""
+    text = " ".join(line.lstrip("# ").strip() for line in path.read_text().splitlines()
+                    if line.startswith("#") and not line.startswith("# |"))
+    depth = 0
+    for i, char in enumerate(text):
+        depth += (char == "(") - (char == ")")
+        if depth == 0 and (char == ":" or text.startswith(". ", i)):
+            return text[:i]
+    return text
+
+
+def describe(root: Path = Path(".")) -> str:
+    """One line per preset: what it runs, the data it needs, and its cost where the cost
+    model applies (a preset that computes on a GPU)."""
+    from unlearn_pipeline.cost import cost_table
+
+    lines = []
+    for name in available(root):
+        preset = yaml.safe_load((root / PRESETS / f"{name}.yaml").read_text()) or {}
+        dataset = preset.get("data", {}).get("dataset", "digits")
+        needs = "digits (embedded)" if dataset == "digits" else f"{dataset} under data/raw/ or data.path"
+        cost = ""
+        if preset.get("execution", {}).get("device", "auto") != "cpu" and dataset != "digits":
+            try:
+                _, params, _, _ = _applied(name, root)
+                minutes = cost_table(params, 3.0, 7.0)[1] / 60
+                span = f"{minutes / 60:.1f} h" if minutes > 90 else f"{minutes:.0f} min"
+                cost = f"; about {span} at 3 s per GPU epoch (`--cost`)"
+            except ConfigError:
+                cost = ""
+        lines.append(f"  {name}: {_summary(root / PRESETS / f'{name}.yaml')}. Needs {needs}{cost}.")
+    return "presets:\n" + "\n".join(lines)
+
+
 def _applied(name: str, root: Path):
     """(params.yaml's text with preset ``name`` applied, the validated params, the preset's path,
     the number of values it sets)."""

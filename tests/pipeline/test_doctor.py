@@ -21,6 +21,8 @@ def test_doctor_reports_environment_dataset_and_dvc_state_and_fails_on_damage(pr
     assert done.returncode == 0, done.stdout
     assert "torch 2." in done.stdout and "digits: embedded" in done.stdout
     assert "not prepared yet" in done.stdout and "stage(s) stale" in done.stdout
+    assert "run `dvc repro studies/dvc.yaml`" in done.stdout  # the studies need their own command
+    assert done.stdout.rstrip().splitlines()[-1].startswith("no problems; ") and "all good" not in done.stdout
     assert "execution.device cpu -> cpu (" in done.stdout and "precision fp32" in done.stdout  # the tests pin cpu
 
     assert run(project, "unlearn_pipeline", "prepare").returncode == 0
@@ -34,6 +36,11 @@ def test_doctor_reports_environment_dataset_and_dvc_state_and_fails_on_damage(pr
     done = doctor(project)
     assert done.returncode == 1 and "data/user/models/absent.pt: not found" in done.stdout
     write_params(project, {"model": {"checkpoint": None}})
+
+    write_params(project, {"data": {"dataset": "cifar10", "root": "nowhere"}})
+    done = doctor(project)
+    assert done.returncode == 1 and "ERR dataset" in done.stdout and "ok  params" in done.stdout
+    write_params(project, {"data": {"dataset": "digits", "root": "data/raw"}})
 
     write_params(project, {"train": {"epochs": 0}})
     done = doctor(project)

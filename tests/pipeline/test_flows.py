@@ -82,3 +82,20 @@ def test_flow_runs_its_stage_tasks_on_a_dask_cluster(project, prefect_server):
         stage_tasks = cluster.scheduler.task_prefixes["reproduce_stage"]
         assert stage_tasks.all_durations["compute"] > 0  # the stage task computed on a worker
     assert (project / "data" / "prepared" / "meta.json").exists()
+
+
+def test_a_temporary_server_that_starts_too_slowly_gets_one_line_saying_what_to_do(project, monkeypatch):
+    """`unlearn run` on a busy machine: Prefect's temporary server is given a longer start, and
+    when even that is too short (here 0 s: a start that is always too slow) the user is told
+    how to run a server or allow more time, in one line, with exit status 1."""
+    import os
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    env = {**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0"}
+    done = subprocess.run(["unlearn", "run", "prepare"], cwd=project, capture_output=True, text=True, env=env,
+                          timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 1 and len(lines) == 1, done.stderr[-2000:]
+    assert "did not start within 0 s" in lines[0] and "prefect server start --host 127.0.0.1" in lines[0]
+    assert "PREFECT_API_URL" in lines[0] and "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in lines[0]
+    assert not (project / "data" / "prepared" / "meta.json").exists()  # nothing ran

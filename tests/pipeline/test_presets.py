@@ -63,6 +63,14 @@ def test_preset_cost_refuses_bad_figures_and_writes_nothing(project):
     assert (project / "params.yaml").read_text() == before
 
 
+def test_preset_help_lists_each_preset_with_what_it_runs_needs_and_costs():
+    done = subprocess.run(["unlearn", "preset", "--help"], cwd=ROOT, capture_output=True, text=True)
+    listed = {line.split(":")[0].strip(): line for line in done.stdout.split("presets:\n")[1].splitlines()}
+    assert done.returncode == 0 and set(listed) == set(available(ROOT))
+    assert "Needs cifar10 under data/raw/ or data.path; about 4.8 h at 3 s per GPU epoch" in listed["paper-cifar10"]
+    assert "Needs digits (embedded)." in listed["scrub-official"]
+
+
 def test_a_missing_key_is_added_in_its_section():
     text = apply(PARAMS, {"unlearn": {"amun": {"momentum": 0.8}}})
     assert yaml.safe_load(text)["unlearn"]["amun"]["momentum"] == 0.8
