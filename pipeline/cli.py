@@ -28,8 +28,8 @@ def _presets_epilog() -> str:
 
     try:
         return describe()
-    except (OSError, UserError) as exc:
-        return f"presets: cannot list them here ({exc})"
+    except Exception as exc:  # a help text must not fail: e.g. a params.yaml the presets cannot be applied to
+        return f"presets: cannot list them here ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     stage.add_argument("stage_args", nargs=argparse.REMAINDER)
     sub.add_parser("doctor", help="environment, params, dataset, prepared data and DVC sync status")
     sub.add_parser("sync-mlflow", help="log the runs a tracking fault left in .unlearn/mlflow-pending")
-    wants_presets = "preset" in (argv if argv is not None else sys.argv[1:])  # the list costs a params check
+    words = argv if argv is not None else sys.argv[1:]
+    wants_presets = "preset" in words and ("-h" in words or "--help" in words)  # the list costs a params check
     preset = sub.add_parser("preset", help="apply presets/NAME.yaml to params.yaml, keeping its comments",
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             epilog=_presets_epilog() if wants_presets else None)

@@ -45,6 +45,16 @@ def model_path(name: str) -> Path:
     return MODELS_DIR / f"{name}.pt"
 
 
+def summary(track: str, results: dict[str, dict], keys: dict[str, str]) -> dict:
+    """The compact metrics file of a track for ``dvc exp show`` / ``dvc metrics show``:
+    ``{track: {short name: {model: value}}}`` for every model but retrain (the reference),
+    so its columns read ``random.avg_gap.amun`` and a regex on the middle part picks a
+    metric for every method."""
+    models = [name for name in results if name != "retrain"]
+    return {track: {short: {name: round(float(results[name][key]), 4) for name in models}
+                    for key, short in keys.items() if all(key in results[name] for name in models)}}
+
+
 def stage_device(params) -> torch.device:
     """The device the stages (and their jobs, in whatever process) compute on:
     ``execution.device`` resolved, with ``execution.deterministic`` applied to it."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
-th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}p.note{color:#555}"""
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
+td.n{text-align:right}th{background:#f3f3f3}img{max-width:100%}p.note{color:#555}"""
+# a number, a number with its interval or unit, or a dash: right-aligned; any other text (claims, names) left
+_NUMBER = re.compile(r"[-+]?[\d.,]+(e[-+]?\d+)?( ± [\d.,]+)?( ?%| s| points)?|-|n/a")
 
 
 def render(title: str, intro: str, tables: list[tuple[str, list[str], list[list[str]]]],
@@ -34,8 +37,13 @@ def document(title: str, body: str) -> str:
 def table_html(header: list[str], rows: list[list[str]]) -> str:
     """A table of plain-text cells (escaped)."""
     return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>\n"
-            + "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+            + "\n".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
             + "</table>")
+
+
+def _cell(text: str) -> str:
+    kind = " class='n'" if _NUMBER.fullmatch(text.strip()) else ""
+    return f"<td{kind}>{html.escape(text)}</td>"
 
 
 def png_bytes(fig) -> bytes:

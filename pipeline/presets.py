@@ -123,7 +123,7 @@ def describe(root: Path = Path(".")) -> str:
                 minutes = cost_table(params, 3.0, 7.0)[1] / 60
                 span = f"{minutes / 60:.1f} h" if minutes > 90 else f"{minutes:.0f} min"
                 cost = f"; about {span} at 3 s per GPU epoch (`--cost`)"
-            except ConfigError:
+            except Exception:  # e.g. a params.yaml in another style than the project's: no cost, still listed
                 cost = ""
         lines.append(f"  {name}: {_summary(root / PRESETS / f'{name}.yaml')}. Needs {needs}{cost}.")
     return "presets:\n" + "\n".join(lines)

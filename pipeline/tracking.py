@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -174,10 +175,11 @@ def _not_the_pickle_warning(record: logging.LogRecord) -> bool:
 
 
 def log_pytorch_model(model: torch.nn.Module, registered_name: str, input_example: numpy.ndarray,
-                      run_id: str) -> None:
+                      run_id: str, tags: Mapping[str, str] | None = None, description: str = "") -> None:
     """Log ``model`` to run ``run_id`` as the MLflow PyTorch model ``model``, with
     ``input_example`` (its signature is inferred from it), as a new version of the registered
-    model ``registered_name``. It is pickled (MLflow's ``pickle`` format): its default ``pt2``
+    model ``registered_name`` carrying ``tags`` and ``description`` (the params that made it:
+    versions made with different settings no longer look alike in the registry). It is pickled (MLflow's ``pickle`` format): its default ``pt2``
     export fixes the batch size to the example's and loads back as a graph, not the module.
     The model runs the example in eval mode; its mode is restored after."""
     import mlflow.pytorch
@@ -189,11 +191,14 @@ def log_pytorch_model(model: torch.nn.Module, registered_name: str, input_exampl
     model.eval()
     try:
         with _installed_requirements_unchecked():
-            mlflow.pytorch.log_model(model, name="model", input_example=input_example,
-                                     registered_model_name=registered_name, run_id=run_id,
-                                     pip_requirements=list(_model_requirements()), serialization_format="pickle")
+            info = mlflow.pytorch.log_model(model, name="model", input_example=input_example, run_id=run_id,
+                                            pip_requirements=list(_model_requirements()),
+                                            serialization_format="pickle")
     finally:
         model.train(training)
+    version = mlflow.register_model(info.model_uri, registered_name, tags=dict(tags or {}))
+    if description:
+        mlflow.MlflowClient().update_model_version(registered_name, version.version, description=description)
 
 
 @contextlib.contextmanager
@@ -359,8 +364,10 @@ class TrackedRun:
         if any(p.device.type != "cpu" for p in model.parameters()):
             model = copy.deepcopy(model).cpu()  # loadable anywhere; MLflow runs the example on the CPU
         op: dict[str, Any] = {"op": "model", "registered_name": registered_name}
+        tags, description = self._version_tags()
         self._call(f"model {registered_name}",
-                   lambda: log_pytorch_model(model, registered_name, input_example, self._run_id), op)
+                   lambda: log_pytorch_model(model, registered_name, input_example, self._run_id, tags, description),
+                   op)
         if self._pending and self._pending[-1] is op:
             import numpy
             import torch
@@ -377,9 +384,38 @@ class TrackedRun:
             op["file"] = f"artifacts/{folder.name}/model.pt"
             op["input_example"] = f"artifacts/{folder.name}/input_example.npy"
 
+    def _version_tags(self) -> tuple[dict[str, str], str]:
+        """A model version's tags (every param the run logged, ``params.sha256`` of them all, the
+        stage and the commit) and one line naming the stage, its own section's values and the hash."""
+        flat = {key: str(value) for key, value in sorted(self._flat_params.items())}
+        digest = hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
+        stage = self._all_tags.get("dvc.stage", self.name)
+        tags = {**flat, "params.sha256": digest, "dvc.stage": stage, "git.commit": self._all_tags.get("git.commit", "")}
+        section = stage.replace("@", ".") + "."  # unlearn@amun -> unlearn.amun., train -> train.
+        own = [key for key in flat if key.startswith(section)]
+        shown = ", ".join(f"{key.split('.')[-1]}={flat[key]}" for key in own[:8])
+        return tags, f"{stage}{f' ({shown})' if shown else ''}, params sha256 {digest[:12]}, git {tags['git.commit'][:8]}"
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._call("tags", lambda: self._mlflow.set_tags(dict(tags)), {"op": "tags", "tags": dict(tags)})
 
     @property
     def run_id(self) -> str | None:
         return self._run_id
+
+
+def log_model_runs(parent: TrackedRun, track: str, results: Mapping[str, Mapping[str, Any]]) -> None:
+    """One run per model, nested under the evaluating stage's run ``parent``, with the model's
+    metrics under their plain names (``avg_gap``, ``mia_rmia_auc``, ``forget_acc``, ...) and
+    tags ``model`` and ``track``: MLflow's runs table, "compare runs" and chart view then put
+    the models side by side (the stage's own run keeps them as ``<metric>.<model>``).
+
+    Nested evaluation runs rather than metrics added to each ``unlearn@<method>`` run: that
+    run records how a model was made, and its scores are recomputed by another stage whenever
+    the evaluation changes; appending to a finished run of another execution would mix the two."""
+    for name, metrics in results.items():
+        numbers = {key: float(value) for key, value in metrics.items()
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        tags = {"model": name, "track": track, "unlearn.job": f"evaluate_{track}"}
+        with TrackedRun(f"{parent.name}/{name}", {}, tags=tags, parent=parent.run_id) as run:
+            run.log_metrics(numbers)

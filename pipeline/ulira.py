@@ -11,6 +11,8 @@ shadow's half with its method (:func:`unlearn_shadows`); ``evaluate`` /
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +25,8 @@ from unlearn_pipeline.common import Prepared
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+log = logging.getLogger(__name__)
 
 SHADOWS = Path("data/ulira/shadows")
 TRACKS = ("random", "class")
@@ -140,6 +144,7 @@ def unlearned_logits(method_name: str, cfg, found: Candidates, states: list[dict
     method = METHODS.get(method_name)
     logits = []
     for s, state in enumerate(states):
+        start = time.perf_counter()
         model = build_model(params, data.meta)
         model.load_state_dict(state)
         forget = torch.as_tensor(found.shadow_forget(s))
@@ -148,6 +153,8 @@ def unlearned_logits(method_name: str, cfg, found: Candidates, states: list[dict
                           adversarial, holdout=torch.as_tensor(found.shadow_holdout(s)))
         method.run(model, task, cfg, torch.Generator().manual_seed(seeds[s]))
         logits.append(predict(model, data.images[torch.as_tensor(found.indices)]))
+        log.info("U-LiRA: %s unlearned shadow %d of %d in %.1f s", method_name, s + 1, len(states),
+                 time.perf_counter() - start)  # the stage's longest silent part otherwise
     return torch.stack(logits)
 
 

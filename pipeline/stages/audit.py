@@ -143,8 +143,9 @@ def _request_block(i: int, request: dict) -> str:
     labels = request["names"] or [f"sample {index}" for index in request["indices"]]
     shown = ", ".join(html.escape(str(label)) for label in labels[:_LISTED])
     more = f" and {len(labels) - _LISTED} more" if len(labels) > _LISTED else ""
-    return (f"<p>Request {i + 1}: <b>{len(labels)} samples</b> from <code>{html.escape(request['source'])}</code>: "
-            f"{shown}{more} (all of them: data/prepared/requests.json).</p>")
+    return (f"<p>Request {i + 1}: <b>{len(labels)} samples</b> from <code>{html.escape(request['source'])}</code> "
+            f"(all of them: data/prepared/requests.json).</p>"
+            f"<details><summary>the samples</summary><p>{shown}{more}</p></details>")
 
 
 def _time_block(m: dict, retrained: dict | None) -> str:

@@ -9,11 +9,11 @@ from unlearn.config import Params
 from unlearn.io import read_json, write_json, write_text
 from unlearn_pipeline.common import (INTERVAL_NOTE, REPORTS_DIR, csv_text, figure, load_prepared, load_references,
                                      markdown_table, metric_cell, metrics_path, random_model, roc_path, runtime_path,
-                                     stage_device)
+                                     stage_device, summary)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.scoring import ATTACK_REFERENCE, split_and_attack_metrics
 from unlearn_pipeline.stages import stage
-from unlearn_pipeline.tracking import TrackedRun
+from unlearn_pipeline.tracking import TrackedRun, log_model_runs
 from unlearn_pipeline.ulira import ulira_of
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,10 @@ def measure(name: str, params: Params, data, keep, reference_logits) -> dict:
     return metrics
 
 
+SUMMARY = "metrics/summary.json"
+SUMMARY_KEYS = {"avg_gap": "avg_gap", "mia_rmia_auc": "rmia_auc", "rmia_gap": "rmia_gap", "test_acc": "test_acc",
+                "forget_acc": "forget_acc", "runtime_vs_retrain": "runtime_ratio"}
+
 REPORT_COLUMNS = {"forget_acc": "forget acc", "retain_acc": "retain acc", "test_acc": "test acc",
                   "mia_rmia_auc": "RMIA AUC", "mia_rmia_tpr_at_1fpr": "RMIA TPR@1%FPR", "avg_gap": "Avg Gap",
                   "rmia_gap": "RMIA gap",
@@ -107,7 +111,8 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
     MIA-efficacy, as in SalUn) and ``runtime_vs_retrain`` added; tables in the layout of
     AMUN's Table 1 (split by whether the method reads the remain set) in
     ``reports/results.md`` and ``reports/index.html`` (with the RMIA ROC curves), and a
-    bar-plot CSV of the accuracies; every model's metrics to MLflow as ``<metric>.<model>``."""
+    bar-plot CSV of the accuracies; the track's compact summary for ``dvc exp show``
+    (``metrics/summary.json``); every model's metrics to MLflow as ``<metric>.<model>``."""
     from unlearn.evaluation.gap import ACCURACY_KEYS, SVC_KEYS, avg_gap
 
     names = tuple(results)
@@ -124,6 +129,7 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
                            ulira_to_50=round(metrics["ulira_auc"] - 50.0, 4))
     for name, metrics in results.items():
         write_json(metrics_path(name), metrics)
+    write_json(SUMMARY, summary("random", results, SUMMARY_KEYS))
     others = [name for name in results if name != "retrain"]
     groups = {"With remain access": [n for n in others if results[n].get("remain_access", True)],
               "Without remain access": [n for n in others if results[n].get("remain_access") is False]}
@@ -139,6 +145,7 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
             for name, metrics in results.items() for key in ACCURACY_KEYS]
     write_text(REPORTS_DIR / "accuracy.csv", csv_text(["model_split", "accuracy"], bars))
     run.log_metrics({f"{key}.{name}": float(value) for name, m in results.items() for key, value in m.items()})
+    log_model_runs(run, "random", results)
     for path in ("results.md", "index.html", "accuracy.csv"):
         run.log_artifact(REPORTS_DIR / path, "report")
 
@@ -150,9 +157,10 @@ def _html_report(tables: list, names: tuple[str, ...], note: str, run: TrackedRu
     from unlearn_pipeline.html_report import png_bytes, render
 
     with figure("roc_rmia.png", run) as (fig, ax):
-        for name in names:
+        for name, (colour, style) in zip(names, curve_styles(len(names))):
             rows = np.loadtxt(roc_path(name), delimiter=",", skiprows=1, ndmin=2)
-            ax.plot(rows[:, 0], rows[:, 1], label=name, lw=2.5 if name == "retrain" else 1.2)
+            ax.plot(rows[:, 0], rows[:, 1], label=name, color=colour, linestyle=style,
+                    lw=2.5 if name == "retrain" else 1.2)
         ax.plot([1e-3, 1], [1e-3, 1], "k:", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="false positive rate", ylabel="true positive rate",
                title="RMIA, forget vs test")
@@ -161,6 +169,15 @@ def _html_report(tables: list, names: tuple[str, ...], note: str, run: TrackedRu
         figure_png = png_bytes(fig)
     return render("Unlearning results", note, tables,
                   [("RMIA ROC curves, forget (members) vs test (non-members), log-log", figure_png)])
+
+
+def curve_styles(count: int) -> list[tuple[tuple, str]]:
+    """A distinct (colour, line style) per curve: tab10's ten colours solid, then dashed,
+    then dotted (30 distinct pairs; matplotlib's default cycle repeats after ten)."""
+    from matplotlib import colormaps
+
+    colours = colormaps["tab10"]
+    return [(colours(i % 10), ("-", "--", ":")[i // 10 % 3]) for i in range(count)]
 
 
 def _report_row(name: str, metrics: dict) -> list[str]:

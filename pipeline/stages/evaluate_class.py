@@ -9,14 +9,19 @@ from unlearn.config import Params
 from unlearn.io import read_json, write_json, write_text
 from unlearn_pipeline.class_track import class_model, class_split, retrain_name
 from unlearn_pipeline.common import (INTERVAL_NOTE, PLOTS_DIR, REPORTS_DIR, csv_text, figure, load_prepared,
-                                     load_references, markdown_table, metric_cell, runtime_path, stage_device)
+                                     load_references, markdown_table, metric_cell, runtime_path, stage_device,
+                                     summary)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.stages import stage
-from unlearn_pipeline.tracking import TrackedRun
+from unlearn_pipeline.tracking import TrackedRun, log_model_runs
 from unlearn_pipeline.ulira import ulira_of
 
 CLASS_METRICS = Path("metrics/class")
 
+
+CLASS_SUMMARY = "metrics/class_summary.json"
+CLASS_SUMMARY_KEYS = {"avg_gap": "avg_gap", "mia_nn": "mia_nn_auc", "test_acc": "test_acc", "forget_acc": "forget_acc",
+                      "runtime_vs_retrain": "runtime_ratio"}
 
 REPORT_COLUMNS = {"forget_acc": "forget acc", "forget_test_acc": "forget test acc", "retain_acc": "retain acc",
                   "test_acc": "test acc", "mia_nn": "MIA-NN AUC", "mia_nn_gap": "MIA-NN gap",
@@ -97,6 +102,8 @@ def evaluate_class(params: Params, run: TrackedRun) -> None:
     landmarks = {"nearest_class": nearest_class(retrained_probs, forget_class),
                  "head_similar_class": int(class_similarity(final_linear(original).weight, forget_class,
                                                             pca_dim=trw.pca_dim, temperature=trw.temperature).argmax())}
+    write_json(CLASS_SUMMARY, summary("class", results, CLASS_SUMMARY_KEYS))
+    log_model_runs(run, "class", results)
     write_json(CLASS_METRICS / "classes.json", landmarks)
     run.log_metrics(landmarks)
     _write_class_report(results, where, data.meta["classes"], forget_class, landmarks, run)

@@ -83,6 +83,13 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
 
     assert repro(project) == set()
     assert len(mlflow_runs(project)) == len(ALL_STAGES) + len(jobs)
+    readme = (project / "README.md").read_text()
+    command = next(line.split("#")[0].split() for line in readme.splitlines() if "dvc exp show --drop" in line)
+    shown = subprocess.run([*command[:3], "--csv", *[arg.strip("'") for arg in command[3:]]], cwd=project,
+                           capture_output=True, text=True)
+    columns = shown.stdout.splitlines()[0].split(",")
+    assert shown.returncode == 0 and len(columns) <= 40 and "random.avg_gap.amun" in columns, shown.stdout[:500]
+    assert "class.avg_gap.trw" in columns and not any("/" in column for column in columns)
 
     write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
     assert repro(project) == {"unlearn@ft", "evaluate", "requests", "audit"}  # requests and audit read its model
@@ -123,6 +130,17 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
         logged = mlflow.pytorch.load_model(f"models:/unlearn-{name}/latest").eval()
         with torch.no_grad():
             assert torch.equal(logged(x), load_model(random_model(name), params, data.meta).eval()(x)), name
+    versions = sorted(client.search_model_versions("name='unlearn-ft'"), key=lambda v: int(v.version))
+    assert [v.tags["unlearn.ft.lr"] for v in versions] == ["0.01", "0.02"]  # the params that made each version
+    assert versions[0].tags["params.sha256"] != versions[1].tags["params.sha256"]
+    assert "unlearn@ft (" in versions[1].description and "lr=0.02" in versions[1].description
+    per_model = [r for r in mlflow_runs(project) if r.data.tags.get("unlearn.job") == "evaluate_random"]
+    latest = max(per_model, key=lambda r: r.info.start_time)
+    side_by_side = {r.data.tags["model"]: r.data.metrics for r in per_model
+                    if r.data.tags["mlflow.parentRunId"] == latest.data.tags["mlflow.parentRunId"]}
+    assert set(side_by_side) == set(MODELS) and {"avg_gap", "mia_rmia_auc", "forget_acc"} <= set(side_by_side["amun"])
+    assert {r.data.tags["model"] for r in mlflow_runs(project) if r.data.tags.get("unlearn.job") == "evaluate_class"} >= {
+        "retrain", "original", *CLASS_METHODS}
     assert {m.name for m in client.search_registered_models()} >= {
         "unlearn-original", "unlearn-retrain", *(f"unlearn-{m}" for m in MODELS[2:]),
         "unlearn-class-retrain", *(f"unlearn-class-{m}" for m in CLASS_METHODS)}

@@ -56,3 +56,16 @@ def test_truncated_files_are_named(tmp_path):
     (tmp_path / "i.npy").write_bytes(b"garbage")
     with pytest.raises(DataError, match="i.npy: not a valid index file"):
         load_indices(tmp_path / "i.npy")
+
+
+def test_written_files_get_the_mode_a_plain_open_gives(tmp_path):
+    import os
+
+    from unlearn.io import write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "report.html", "<p>hi</p>")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644
