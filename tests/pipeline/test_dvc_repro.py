@@ -90,6 +90,10 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     columns = shown.stdout.splitlines()[0].split(",")
     assert shown.returncode == 0 and len(columns) <= 40 and "random.avg_gap.amun" in columns, shown.stdout[:500]
     assert "class.avg_gap.trw" in columns and not any("/" in column for column in columns)
+    plots = json.loads(subprocess.run(["dvc", "plots", "show", "--json"], cwd=project, capture_output=True,
+                                      text=True).stdout)["data"]
+    curve = json.dumps({k: v for k, v in plots["plots/train/original.csv"][0]["content"].items() if k != "data"})
+    assert '"field": "epoch"' in curve and '"field": "accuracy"' in curve and '"field": "lr"' not in curve
 
     write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
     assert repro(project) == {"unlearn@ft", "evaluate", "requests", "audit"}  # requests and audit read its model
