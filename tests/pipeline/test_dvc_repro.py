@@ -94,6 +94,10 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
                                       text=True).stdout)["data"]
     curve = json.dumps({k: v for k, v in plots["plots/train/original.csv"][0]["content"].items() if k != "data"})
     assert '"field": "epoch"' in curve and '"field": "accuracy"' in curve and '"field": "lr"' not in curve
+    shown = subprocess.run(["dvc", "plots", "show", "-o", "offline_plots"], cwd=project, capture_output=True, text=True)
+    page = (project / "offline_plots" / "index.html").read_text()
+    assert shown.returncode == 0 and "vegaEmbed(" in page and "vega-lite 5.2.0" in page  # Vega inlined
+    assert "cdn.jsdelivr.net" not in page and not re.search(r"(src|href)=[\"']https?:", page)  # nothing to fetch
 
     write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
     assert repro(project) == {"unlearn@ft", "evaluate", "requests", "audit"}  # requests and audit read its model
