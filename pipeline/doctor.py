@@ -11,12 +11,14 @@ stale stages are normal work for `dvc repro`, not an error.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from unlearn_pipeline.tracking import PREPARED_META, provenance, tracking_uri
+from unlearn_pipeline.tracking import EXPERIMENT, PREPARED_META, provenance, tracking_uri
 from unlearn.errors import UserError
 
 
@@ -61,7 +63,7 @@ def doctor(root: Path = Path(".")) -> int:
     except UserError as exc:
         report("params", str(exc), ok=False)
     report("prepared", *_prepared_status(root))
-    report("mlflow", _mlflow_status(root))
+    report("mlflow", *_mlflow_status(root))
     text, ok, stale = _dvc_status(root)
     report("dvc", text, ok)
     if problems:
@@ -88,11 +90,40 @@ def _prepared_status(root: Path) -> tuple[str, bool]:
     return f"{meta['dataset']}, {meta['counts']}, hashes match", True
 
 
-def _mlflow_status(root: Path) -> str:
+def _mlflow_status(root: Path) -> tuple[str, bool]:
     from unlearn_pipeline.mlflow_sync import pending_runs
 
     waiting = len(pending_runs(root))
-    return tracking_uri(root) + (f"; {waiting} run(s) not logged yet: run `unlearn sync-mlflow`" if waiting else "")
+    text = tracking_uri(root) + (f"; {waiting} run(s) not logged yet: run `unlearn sync-mlflow`" if waiting else "")
+    elsewhere = _artifacts_elsewhere(root)
+    if elsewhere:
+        return (f"{text}; but its experiment '{EXPERIMENT}' stores artifacts in {elsewhere}, outside this "
+                f"workspace (a copied mlflow.db?): runs would write there. Move mlflow.db and mlruns/ aside for "
+                f"a new store, or set MLFLOW_TRACKING_URI"), False
+    return text, True
+
+
+def _artifacts_elsewhere(root: Path) -> str | None:
+    """The artifact root of this workspace's own sqlite store when it lies outside the
+    workspace, else None. MLflow stores an experiment's artifact location as an absolute URI
+    (its sqlite store resolves local paths when the experiment is created), so a copied
+    workspace keeps pointing at the original's ``mlruns/``. Read with sqlite3: no MLflow import."""
+    import sqlite3
+
+    uri = tracking_uri(root)
+    database = Path(uri.removeprefix("sqlite:///"))
+    if not uri.startswith("sqlite:///") or not database.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            row = connection.execute("SELECT artifact_location FROM experiments WHERE name = ?",
+                                     (os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT),)).fetchone()
+    except sqlite3.Error:
+        return None
+    if row is None or not row[0]:
+        return None
+    location = Path(row[0].removeprefix("file://"))
+    return None if location.resolve().is_relative_to(root.resolve()) else str(location)
 
 
 def _dvc_status(root: Path) -> tuple[str, bool, list[str]]:

@@ -59,3 +59,21 @@ def test_same_params_and_seed_give_bit_identical_splits_and_models(project):
     first = outputs()
     shutil.rmtree(project / "data")
     assert outputs() == first and len(first) == 9
+
+
+def test_doctor_finds_a_copied_mlflow_store_that_would_write_into_another_workspace(project, tmp_path, monkeypatch):
+    """MLflow keeps an experiment's artifact root as an absolute path: a workspace copied with its
+    mlflow.db would log its runs' artifacts into the original's mlruns/."""
+    import mlflow
+
+    from unlearn_pipeline.tracking import experiment_id
+
+    original = tmp_path / "original"
+    original.mkdir()
+    uri = f"sqlite:///{original / 'mlflow.db'}"
+    experiment_id(mlflow.MlflowClient(uri), uri)
+    shutil.copy(original / "mlflow.db", project / "mlflow.db")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    done = doctor(project)
+    assert done.returncode == 1 and "ERR mlflow" in done.stdout
+    assert f"stores artifacts in {original / 'mlruns'}, outside this workspace" in done.stdout
