@@ -98,10 +98,14 @@ def pipeline_parts(params, sizes: dict | None = None) -> list[Part]:
     return parts
 
 
+def random_models(params) -> int:
+    """The random track's evaluated models: original, retrain and each method's."""
+    return 2 + len(params.unlearn.methods)
+
+
 def evaluated_models(params) -> int:
     """Models whose metrics run on the CPU: every random-track and class-track model."""
-    return (2 + len(params.unlearn.methods) + params.class_track.retrain_seeds + 1
-            + len(params.unlearn_class.methods))
+    return random_models(params) + params.class_track.retrain_seeds + 1 + len(params.unlearn_class.methods)
 
 
 def stage_count(params) -> int:
@@ -109,18 +113,21 @@ def stage_count(params) -> int:
 
 
 def cost_table(params, s_per_epoch: float, cpu_s_per_model: float) -> tuple[str, float]:
-    """A markdown table of every part's E and time, and the total in seconds (the CPU
-    attacks spread over ``execution.workers`` processes)."""
+    """A markdown table of every part's E and time, and the total in seconds (the random
+    track's CPU attacks spread over ``execution.workers`` processes; ``evaluate_class``
+    measures its models one after another)."""
     workers = params.execution.workers
     parts = pipeline_parts(params)
     rows = [(part.name, part.epochs, part.epochs * s_per_epoch) for part in parts]
-    cpu = evaluated_models(params) * cpu_s_per_model / workers
+    class_models = evaluated_models(params) - random_models(params)
+    cpu = (random_models(params) / workers + class_models) * cpu_s_per_model
     stages = stage_count(params) * STAGE_S
     total = sum(seconds for _, _, seconds in rows) + cpu + stages
     lines = ["| part | epoch-equivalents | minutes |", "|---|---:|---:|"]
     lines += [f"| {name} | {epochs:.1f} | {seconds / 60:.1f} |" for name, epochs, seconds in rows]
-    lines.append(f"| CPU: attacks on {evaluated_models(params)} models ({cpu_s_per_model:g} s each, "
-                 f"{workers} worker{'s' if workers > 1 else ''}) | - | {cpu / 60:.1f} |")
+    lines.append(f"| CPU: attacks on {evaluated_models(params)} models ({cpu_s_per_model:g} s each; the "
+                 f"{random_models(params)} of the random track on {workers} worker{'s' if workers > 1 else ''}) "
+                 f"| - | {cpu / 60:.1f} |")
     lines.append(f"| stage processes ({stage_count(params)} x {STAGE_S:g} s) | - | {stages / 60:.1f} |")
     lines.append(f"| **total** ({sum(e for _, e, _ in rows):.0f} E at {s_per_epoch:g} s/epoch) | "
                  f"**{sum(e for _, e, _ in rows):.0f}** | **{total / 60:.1f}** ({total / 3600:.2f} h) |")
