@@ -182,7 +182,8 @@ def main() -> None:
                      (f"batch {batch}: share of {args.peak_tflops:g} TFLOP/s", f"{tflops / args.peak_tflops:.1%}")]
         steps = 5 if args.smoke else 20
         rate, eps = da_rate(model, images, labels, device, 64 if args.smoke else 2048, steps)
-        rows.append((f"D_A samples/s (trained model, {steps} PGD steps per budget)", f"{rate:,.0f} (mean eps {eps:.2f})"))
+        rows.append((f"D_A samples/s (trained model, {steps} PGD steps per budget)",
+                     f"{rate:,.0f} (mean eps {eps:.2f})"))
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
           f"precision {chosen}, ResNet-18 width {width}, {n:,} images{', smoke sizes' if args.smoke else ''}\n")
     print("| what | value |")

@@ -211,7 +211,8 @@ def projected_fast_preset(s_per_epoch: float, cpu_s_per_model: float) -> dict:
         from unlearn_pipeline.presets import apply
     except ImportError as exc:
         return {"skipped": f"needs {exc.name} (carry its wheel; see docs/gpu.md)"}
-    text = apply((ROOT / "params.yaml").read_text(), yaml.safe_load((ROOT / "presets/paper-cifar10-fast.yaml").read_text()))
+    preset = yaml.safe_load((ROOT / "presets/paper-cifar10-fast.yaml").read_text())
+    text = apply((ROOT / "params.yaml").read_text(), preset)
     params = parse_params(yaml.safe_load(text), source="params.yaml with paper-cifar10-fast")
     table, total = cost_table(params, s_per_epoch, cpu_s_per_model)
     return {"s_per_epoch": s_per_epoch, "minutes": round(total / 60, 1), "table": table}

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     preset.add_argument("--s-per-epoch", type=float, default=3.0,
                         help="with --cost: seconds per 50,000-image epoch (benchmarks/gpu_check.py measures it)")
     preset.add_argument("--cpu-s-per-model", type=float, default=7.0,
-                        help="with --cost: CPU seconds of the attacks per model (benchmarks/evaluate_cifar.py: 6.6 on 2 cores)")
+                        help="with --cost: CPU seconds of the attacks per model "
+                             "(benchmarks/evaluate_cifar.py: 6.6 on 2 cores)")
     args = parser.parse_args(argv)
 
     if args.command == "preset":
