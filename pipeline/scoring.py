@@ -27,5 +27,6 @@ def split_and_attack_metrics(logits: torch.Tensor, splits: Mapping[str, np.ndarr
     from unlearn.evaluation.suite import attack_metrics, attack_scores
 
     scores = attack_scores(logits, reference_logits, keep, data.labels, splits["test"], params.mia, params.seed)
-    metrics = {**split_metrics(logits, data.labels, splits, params.mia.svc_samples), **attack_metrics(scores, splits, params.mia, params.seed)}
+    metrics = {**split_metrics(logits, data.labels, splits, params.mia.svc_samples),
+               **attack_metrics(scores, splits, params.mia, params.seed)}
     return metrics, scores

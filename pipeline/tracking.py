@@ -179,7 +179,8 @@ def log_pytorch_model(model: torch.nn.Module, registered_name: str, input_exampl
     """Log ``model`` to run ``run_id`` as the MLflow PyTorch model ``model``, with
     ``input_example`` (its signature is inferred from it), as a new version of the registered
     model ``registered_name`` carrying ``tags`` and ``description`` (the params that made it:
-    versions made with different settings no longer look alike in the registry). It is pickled (MLflow's ``pickle`` format): its default ``pt2``
+    versions made with different settings no longer look alike in the registry). It is
+    pickled (MLflow's ``pickle`` format): its default ``pt2``
     export fixes the batch size to the example's and loads back as a graph, not the module.
     The model runs the example in eval mode; its mode is restored after."""
     import mlflow.pytorch
@@ -394,7 +395,8 @@ class TrackedRun:
         section = stage.replace("@", ".") + "."  # unlearn@amun -> unlearn.amun., train -> train.
         own = [key for key in flat if key.startswith(section)]
         shown = ", ".join(f"{key.split('.')[-1]}={flat[key]}" for key in own[:8])
-        return tags, f"{stage}{f' ({shown})' if shown else ''}, params sha256 {digest[:12]}, git {tags['git.commit'][:8]}"
+        described = f"{stage} ({shown})" if shown else stage
+        return tags, f"{described}, params sha256 {digest[:12]}, git {tags['git.commit'][:8]}"
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._call("tags", lambda: self._mlflow.set_tags(dict(tags)), {"op": "tags", "tags": dict(tags)})

@@ -148,7 +148,8 @@ def tf32_flags() -> dict[str, str]:
 
 def set_determinism(device: torch.device, deterministic: bool) -> None:
     """On CUDA, ``deterministic`` makes cuDNN pick deterministic kernels (no autotuning) and
-    makes torch refuse nondeterministic ones (cuBLAS gets the fixed workspace it needs):
+    torch use deterministic ones where they exist, warning where they do not (cuBLAS gets
+    the fixed workspace it needs):
     two runs on the same GPU and software give identical bits, at some speed. False lets
     cuDNN autotune (faster, results vary in the last bits). CPU kernels are deterministic
     for a fixed thread count already, so nothing changes there."""

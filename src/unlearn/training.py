@@ -204,8 +204,9 @@ def train_(
     With ``cfg.augment``, samples flagged in the boolean ``no_augment`` (N,) are used as they are.
 
     Batches are gathered from wherever ``images`` lie (e.g. uint8 images moved to the GPU
-    once) and run on the model's device, where the labels and other per-sample tensors are
-    moved once; the forward pass runs in the current :func:`unlearn.device.precision`. The
+    once) and run on the model's device, where the labels are moved once per epoch (after
+    ``on_epoch_start``, which may change them in place) and the other per-sample tensors once;
+    the forward pass runs in the current :func:`unlearn.device.precision`. The
     batch order and augmentation are drawn from ``generator`` (CPU) alike on every device,
     once per epoch, and moved to the device once per epoch.
 
@@ -225,8 +226,8 @@ def train_(
     history: list[EpochStats] = []
     step = 0
     n = len(images)
-    labels, sample_weights, soft_labels, no_augment = (
-        None if tensor is None else move(tensor, device) for tensor in (labels, sample_weights, soft_labels, no_augment))
+    sample_weights, soft_labels, no_augment = (
+        None if tensor is None else move(tensor, device) for tensor in (sample_weights, soft_labels, no_augment))
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
         step, history = _restore(saved, model, optimizer, scheduler, generator, callbacks)
@@ -236,6 +237,9 @@ def train_(
             for callback in callbacks:
                 callback.on_epoch_start(model, epoch)
             lr = optimizer.lr
+            # after on_epoch_start: a callback may relabel in place (RL redraws wrong labels every
+            # epoch); a copy made once on another device would keep the first epoch's labels
+            epoch_labels = move(labels, device)
             total_loss = torch.zeros((), device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
             plan = _epoch_plan(n, cfg, generator, {images.device, device})
@@ -250,7 +254,7 @@ def train_(
                     x = augmented if no_augment is None else torch.where(no_augment[idx].view(-1, 1, 1, 1),
                                                                          x, augmented)
                 x = to_batch(x, device)  # channels_last on CUDA, after the augmentation's gathers
-                y = labels[idx]
+                y = epoch_labels[idx]
                 logits = forward(model, x)
                 target = y if soft_labels is None else soft_labels[idx]
                 if sample_weights is None:

@@ -165,3 +165,25 @@ def test_no_augment_rows_are_used_as_they_are():
     unchanged = [sum(torch.equal(row, x[i]) for row in rows) for i in range(8)]
     assert all(unchanged[i] == 3 for i in range(8) if keep[i])  # once per epoch, untouched
     assert sum(unchanged[i] for i in range(8) if not keep[i]) < 6
+
+
+def test_labels_changed_in_place_at_epoch_start_are_trained_on_even_when_moved_to_a_device(monkeypatch):
+    """RL redraws its wrong labels in place every epoch; on a GPU train_ reads a copy of the
+    labels, so it must copy them after the callbacks ran, every epoch. A copying ``move``
+    stands in for the GPU here."""
+    from unlearn import training
+
+    model, x, y = _setup()
+    train_(model, x, y, TrainConfig(epochs=3, batch_size=32, lr=0.05), generator=torch.Generator().manual_seed(0))
+    labels = y.clone()
+
+    class Shift(Callback):
+        def on_epoch_start(self, model, epoch):
+            if epoch == 2:
+                labels.add_(1).remainder_(10)  # in place, as RandomWrongLabels does
+
+    real_move = training.move
+    monkeypatch.setattr(training, "move", lambda t, device: real_move(t, device).clone())
+    history = train_(model, x, labels, TrainConfig(epochs=2, batch_size=32, lr=1e-9),
+                     generator=torch.Generator().manual_seed(1), callbacks=[Shift()])
+    assert history[0].accuracy > 80 and history[1].accuracy < 20  # epoch 2 is scored on the shifted labels

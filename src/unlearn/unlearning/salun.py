@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from unlearn.device import exact_forward, model_device, move, to_batch
+from unlearn.device import exact, forward, model_device, move, to_batch
 from unlearn.training import Callback, train_mode
 
 
@@ -32,9 +32,9 @@ def saliency_mask(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     grads = {name: torch.zeros_like(p) for name, p in params.items()}
     device = model_device(model)
-    with train_mode(model, False):
+    with train_mode(model, False), exact():  # the backward pass too: TF32 off for its convolutions
         for x, y in zip(images.split(batch_size), labels.split(batch_size)):
-            loss = F.cross_entropy(exact_forward(model, to_batch(x, device)), move(y, device), reduction="sum")
+            loss = F.cross_entropy(forward(model, to_batch(x, device)), move(y, device), reduction="sum")
             for name, grad in zip(params, torch.autograd.grad(loss, list(params.values()))):
                 grads[name] += grad
     magnitudes = torch.cat([g.abs().flatten() for g in grads.values()])
