@@ -147,6 +147,7 @@ def spectral_error(model, device) -> dict:
     """FastClip's top singular value of the widest 3x3 conv, TF32 on vs off, against float64 on the CPU."""
     import copy
 
+    from unlearn.device import tf32
     from unlearn.lipschitz import top_singular
 
     conv = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-2]
@@ -154,32 +155,11 @@ def spectral_error(model, device) -> dict:
     reference, _ = top_singular(copy.deepcopy(conv).double().cpu(), shape, 1, 200,
                                 generator=torch.Generator().manual_seed(0))
     exact, _ = top_singular(conv, shape, 1, 200, generator=torch.Generator().manual_seed(0))
-    with _tf32_on():
+    with tf32(True):
         loose, _ = top_singular.__wrapped__(conv, shape, 1, 200, generator=torch.Generator().manual_seed(0))
     ref = float(reference[0])
     return {"sigma_float64": ref, "rel_error_tf32_off": abs(float(exact[0]) - ref) / ref,
             "rel_error_tf32_on": abs(float(loose[0]) - ref) / ref}
-
-
-class _tf32_on:
-    """TF32 allowed for convolutions and matmuls inside the block (what torch allows by default for convs)."""
-
-    def __enter__(self):
-        backends = torch.backends
-        self.new = hasattr(backends.cudnn, "conv") and hasattr(backends.cudnn.conv, "fp32_precision")
-        if self.new:
-            self.saved = backends.cudnn.conv.fp32_precision, backends.cuda.matmul.fp32_precision
-            backends.cudnn.conv.fp32_precision = backends.cuda.matmul.fp32_precision = "tf32"
-        else:
-            self.saved = backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
-            backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = True
-
-    def __exit__(self, *exc):
-        backends = torch.backends
-        if self.new:
-            backends.cudnn.conv.fp32_precision, backends.cuda.matmul.fp32_precision = self.saved
-        else:
-            backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = self.saved
 
 
 def two_runs_identical(device, images, labels, width: int) -> dict:

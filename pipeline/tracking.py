@@ -240,8 +240,9 @@ class TrackedRun:
     """
 
     def __init__(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None,
-                 parent: str | None = None) -> None:
+                 parent: str | None = None, origin: Mapping[str, str] | None = None) -> None:
         self.name = name
+        self.origin = origin  # git state and provenance known already (a child of a run in this process)
         self.parent = parent
         self.params = params
         self.tags = dict(tags or {})
@@ -255,7 +256,7 @@ class TrackedRun:
 
     def __enter__(self) -> "TrackedRun":
         self._start_time = _now_ms()
-        self._all_tags = {**git_state(), **provenance(),
+        self._all_tags = {**(self.origin if self.origin is not None else {**git_state(), **provenance()}),
                           "unlearn.process": f"{socket.gethostname()}:{os.getpid()}",
                           "unlearn.execution": execution_id(), **self.tags}
         self._all_tags["mlflow.source.git.commit"] = self._all_tags["git.commit"]
@@ -398,6 +399,12 @@ class TrackedRun:
         described = f"{stage} ({shown})" if shown else stage
         return tags, f"{described}, params sha256 {digest[:12]}, git {tags['git.commit'][:8]}"
 
+    @property
+    def origin_tags(self) -> dict[str, str]:
+        """The git state and provenance this run was tagged with (see :func:`git_state`, :func:`provenance`)."""
+        return {key: value for key, value in getattr(self, "_all_tags", {}).items()
+                if key.startswith(("git.", "version.", "data.")) or key == "python"}
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._call("tags", lambda: self._mlflow.set_tags(dict(tags)), {"op": "tags", "tags": dict(tags)})
 
@@ -419,5 +426,6 @@ def log_model_runs(parent: TrackedRun, track: str, results: Mapping[str, Mapping
         numbers = {key: float(value) for key, value in metrics.items()
                    if isinstance(value, (int, float)) and not isinstance(value, bool)}
         tags = {"model": name, "track": track, "unlearn.job": f"evaluate_{track}"}
-        with TrackedRun(f"{parent.name}/{name}", {}, tags=tags, parent=parent.run_id) as run:
+        with TrackedRun(f"{parent.name}/{name}", {}, tags=tags, parent=parent.run_id,
+                        origin=parent.origin_tags) as run:  # not 2 git calls and 9 package lookups a model
             run.log_metrics(numbers)

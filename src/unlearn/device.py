@@ -105,23 +105,28 @@ def exact() -> Iterator[None]:
     previous settings are restored afterwards (also usable as a decorator)."""
     token = _precision.set("fp32")
     try:
-        with _tf32_off():
+        with tf32(False):
             yield
     finally:
         _precision.reset(token)
 
 
+def _per_backend_flags() -> bool:
+    """torch >= 2.9 has per-backend ``fp32_precision`` flags and refuses to mix them with the
+    legacy ``allow_tf32`` ones, so the new flags are used where they exist."""
+    return hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cudnn.conv, "fp32_precision")
+
+
 @contextlib.contextmanager
-def _tf32_off() -> Iterator[None]:
-    """TF32 off for cuDNN convolutions and CUDA matmuls, restored afterwards. torch >= 2.9
-    has per-backend ``fp32_precision`` flags and refuses to mix them with the legacy
-    ``allow_tf32`` ones, so the new flags are used where they exist."""
+def tf32(allowed: bool) -> Iterator[None]:
+    """TF32 ``allowed`` (or not) for cuDNN convolutions and CUDA matmuls inside the block,
+    the previous flags restored afterwards."""
     backends = torch.backends
-    if hasattr(backends.cudnn, "conv") and hasattr(backends.cudnn.conv, "fp32_precision"):
+    if _per_backend_flags():
         flags = [backends.cudnn.conv, backends.cuda.matmul]
         saved = [flag.fp32_precision for flag in flags]
         for flag in flags:
-            flag.fp32_precision = "ieee"
+            flag.fp32_precision = "tf32" if allowed else "ieee"
         try:
             yield
         finally:
@@ -129,7 +134,7 @@ def _tf32_off() -> Iterator[None]:
                 flag.fp32_precision = value
         return
     saved_legacy = backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
-    backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = False
+    backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = allowed
     try:
         yield
     finally:
@@ -139,7 +144,7 @@ def _tf32_off() -> Iterator[None]:
 def tf32_flags() -> dict[str, str]:
     """The TF32 settings now in force (for logs and the device check)."""
     backends = torch.backends
-    if hasattr(backends.cudnn, "conv") and hasattr(backends.cudnn.conv, "fp32_precision"):
+    if _per_backend_flags():
         return {"cudnn.conv": backends.cudnn.conv.fp32_precision, "cuda.matmul": backends.cuda.matmul.fp32_precision,
                 "global": backends.fp32_precision}
     return {"cudnn.allow_tf32": str(backends.cudnn.allow_tf32),
