@@ -57,8 +57,11 @@ def run_dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
 def stale_stages(root: Path, addresses: list[str]) -> set[str]:
     """The stages among ``addresses`` whose deps, params or outs differ from dvc.lock: one
     ``dvc status`` for all of them (a stage downstream of a stale one shows only once that
-    one has run; the flow asks again then)."""
-    done = run_dvc(root, "status", "--json")  # the whole repository: naming 26 stages takes 13 s, not 2
+    one has run; the flow asks again then). It names the dvc.yaml files that hold them, not
+    each stage (naming 26 stages took 13 s; the default graph's file takes 1.7 s, the whole
+    repository 4 s)."""
+    files = sorted({address.rpartition(":")[0] or "dvc.yaml" for address in addresses})
+    done = run_dvc(root, "status", "--json", *files)
     if done.returncode != 0:
         raise RuntimeError(f"dvc status failed: {done.stderr.strip()}")
     return set(json.loads(done.stdout or "{}")) & set(addresses)
