@@ -24,7 +24,11 @@ if TYPE_CHECKING:  # torch costs ~2 s to import: only the stages that use it do
 PREPARED = Path("data/prepared")
 IMAGES = PREPARED / "images.pt"
 META = PREPARED / "meta.json"
-REQUESTS = PREPARED / "requests.json"  # the deletion requests, in order: data.forget, then requests.files
+# the deletion requests, in order (data.forget, then requests.files): outside data/prepared, so that
+# editing a later request re-runs only the stages that read it (requests, audit)
+REQUESTS = Path("data/deletion_requests.json")
+SPLITS_CSV = PREPARED / "splits.csv"  # every sample's split, for training a model of one's own on it
+REQUESTS_MODELS = Path("data/requests")  # each method's model after each request, and each request's retrain
 SPLITS = ("train", "test", "forget", "remain")
 MODELS_DIR = Path("data/models")
 METRICS_DIR = Path("metrics")

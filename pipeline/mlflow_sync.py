@@ -90,7 +90,8 @@ def _replay_model(client, uri: str, folder: Path, run_id: str, op: dict[str, Any
     mlflow.set_tracking_uri(uri)  # mlflow.pytorch.log_model logs through the fluent API
     mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)  # where the model goes
     model = torch.load(folder / op["file"], weights_only=False)  # our own pickle, written by TrackedRun.log_model
-    log_pytorch_model(model, op["registered_name"], numpy.load(folder / op["input_example"]), run_id)
+    log_pytorch_model(model, op["registered_name"], numpy.load(folder / op["input_example"]), run_id,
+                      op.get("tags"), op.get("description", ""))
 
 
 def _log_params(client, run_id: str, params: dict[str, Any]) -> None:

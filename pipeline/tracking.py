@@ -353,10 +353,12 @@ class TrackedRun:
                 return
             op["file"] = f"artifacts/{folder.name}/{op['name']}"
 
-    def log_model(self, model: torch.nn.Module, registered_name: str, input_example: numpy.ndarray) -> None:
+    def log_model(self, model: torch.nn.Module, registered_name: str, input_example: numpy.ndarray,
+                  tags: Mapping[str, str] | None = None) -> None:
         """Log ``model`` (a ``torch.nn.Module``) as this run's MLflow PyTorch model ``model`` and
         register it as a new version of ``registered_name`` (:func:`log_pytorch_model`), with
-        ``input_example`` (a numpy array, e.g. one input of shape (1, C, H, W)). ~0.1-0.3 s a
+        ``input_example`` (a numpy array, e.g. one input of shape (1, C, H, W)) and the version
+        tags of :meth:`_version_tags` plus ``tags``. ~0.1-0.3 s a
         model, plus once per process ~0.6 s of MLflow's look at the installed packages.
 
         If it is not logged, the whole module is kept as it is now (``torch.save``) in the
@@ -365,10 +367,13 @@ class TrackedRun:
         """
         if any(p.device.type != "cpu" for p in model.parameters()):
             model = copy.deepcopy(model).cpu()  # loadable anywhere; MLflow runs the example on the CPU
-        op: dict[str, Any] = {"op": "model", "registered_name": registered_name}
-        tags, description = self._version_tags()
+        version_tags, description = self._version_tags()
+        version_tags.update(tags or {})
+        op: dict[str, Any] = {"op": "model", "registered_name": registered_name, "tags": version_tags,
+                              "description": description}
         self._call(f"model {registered_name}",
-                   lambda: log_pytorch_model(model, registered_name, input_example, self._run_id, tags, description),
+                   lambda: log_pytorch_model(model, registered_name, input_example, self._run_id, version_tags,
+                                             description),
                    op)
         if self._pending and self._pending[-1] is op:
             import numpy
@@ -417,7 +422,7 @@ def log_model_runs(parent: TrackedRun, track: str, results: Mapping[str, Mapping
     """One run per model, nested under the evaluating stage's run ``parent``, with the model's
     metrics under their plain names (``avg_gap``, ``mia_rmia_auc``, ``forget_acc``, ...) and
     tags ``model`` and ``track``: MLflow's runs table, "compare runs" and chart view then put
-    the models side by side (the stage's own run keeps them as ``<metric>.<model>``).
+    the models side by side (the stage's own run keeps only its artifacts and stage-level numbers).
 
     Nested evaluation runs rather than metrics added to each ``unlearn@<method>`` run: that
     run records how a model was made, and its scores are recomputed by another stage whenever

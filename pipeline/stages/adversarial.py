@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from unlearn.config import Params
@@ -41,15 +42,18 @@ def adversarial(params: Params, run: TrackedRun) -> None:
                                "seconds": torch.tensor(calibration_s + seconds, dtype=torch.float64)})
     budgets, counts = torch.unique(found.eps, return_counts=True)
     metrics = {"eps_init": eps_init, "samples": len(forget), "seconds": round(seconds, 3),
-               "calibration_seconds": round(calibration_s, 3), "eps_cap": eps_init * 2 ** cfg.max_doublings,
+               "calibration_seconds": round(calibration_s, 3),
+               "eps_cap": min(eps_init * 2 ** cfg.max_doublings, math.sqrt(x[0].numel())),
                "samples_per_s": round(len(forget) / seconds, 1), "capped": int(found.capped.sum()),
+               "capped_ids": forget[found.capped.cpu()].tolist(),
                "already_misclassified": int((found.eps == 0).sum()),
                "distance_median": round(found.distance.median().item(), 4),
                "eps_counts": {f"{b:.4g}": int(c) for b, c in zip(budgets.tolist(), counts.tolist())}}
     write_json(METRICS_DIR / "adversarial.json", metrics)
     if metrics["capped"]:
-        log.warning("%d forget samples stayed correctly classified up to eps %.3g (adversarial.max_doublings); "
-                    "AMUN will refuse this set", metrics["capped"], metrics["eps_cap"])
+        log.warning("%d forget samples stayed correctly classified up to eps %.3g (ids in %s): AMUN leaves "
+                    "them out of D_A and keeps their forget rows", metrics["capped"], metrics["eps_cap"],
+                    METRICS_DIR / "adversarial.json")
     log.info("D_A: %d samples in %.2f s (%.0f/s), eps_init %.3f, budgets %s", len(forget), seconds,
              metrics["samples_per_s"], eps_init, metrics["eps_counts"])
     run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})

@@ -9,9 +9,9 @@ import html
 import numpy as np
 
 from unlearn.config import Params
-from unlearn.io import read_json, write_json, write_text
-from unlearn_pipeline.common import (METRICS_DIR, REPORTS_DIR, REQUESTS, load_prepared, metric_cell, metrics_path,
-                                     random_model, stage_device)
+from unlearn.io import load_tensors, read_json, write_json, write_text
+from unlearn_pipeline.common import (METRICS_DIR, REPORTS_DIR, REQUESTS, REQUESTS_MODELS, load_prepared, metric_cell,
+                                     metrics_path, random_model, stage_device)
 from unlearn_pipeline.html_report import document, table_html
 from unlearn_pipeline.model_store import input_example, load_model
 from unlearn_pipeline.scoring import ATTACK_REFERENCE
@@ -38,11 +38,18 @@ def audit(params: Params, run: TrackedRun) -> None:
     write_json(AUDIT_METRICS, checks)
     write_text(AUDIT, _page(method, asked, metrics, retrained, later, checks, params))
     data = load_prepared(stage_device(params))
+    covered = 1 + len(later)
     model = load_model(random_model(method), params, data.meta)
+    if covered > 1:  # the model after the last request, as stage requests left it
+        model.load_state_dict(load_tensors(REQUESTS_MODELS / f"{method}-{covered}.pt"))
     run.log_metrics({"forgotten": float(checks["forgotten"]), "rmia_gap": checks["rmia_gap"]})
     run.log_artifact(AUDIT, "audit")
     run.log_artifact(REQUESTS, "audit")
-    run.log_model(model, f"unlearn-audited-{method}", input_example(data))
+    run.log_model(model, f"unlearn-audited-{method}", input_example(data), tags={
+        "audit.requests": str(covered), "audit.answer": checks["answer"],
+        "audit.sources": "; ".join(request["source"] for request in asked[:covered]),
+        "audit.samples": str(removed[covered - 1])})
+
 
 
 ANSWERS = {"inside": "forgotten", "outside": "not forgotten", "undecided": "too few samples to tell"}
@@ -105,7 +112,8 @@ def _page(method: str, asked: list[dict], metrics: dict, retrained: dict | None,
                   ["model", "kept (training) data", "test data", "removed samples"],
                   [[name, *(f"{row[key]:.2f}%" for key in ("retain_acc", "test_acc", "forget_acc"))]
                    for name, row in _models(m, original, retrained)]),
-              "<h2>Membership tests on the removed samples</h2>" + _membership_block(m, retrained, later)]
+              "<h2>Membership tests on the removed samples</h2>" + _membership_block(m, original, retrained, later,
+                                                                                    params)]
     return document(f"Deletion audit: {method}", "\n".join(blocks))
 
 
@@ -144,7 +152,7 @@ def _request_block(i: int, request: dict) -> str:
     shown = ", ".join(html.escape(str(label)) for label in labels[:_LISTED])
     more = f" and {len(labels) - _LISTED} more" if len(labels) > _LISTED else ""
     return (f"<p>Request {i + 1}: <b>{len(labels)} samples</b> from <code>{html.escape(request['source'])}</code> "
-            f"(all of them: data/prepared/requests.json).</p>"
+            f"(all of them: {REQUESTS}).</p>"
             f"<details><summary>the samples</summary><p>{shown}{more}</p></details>")
 
 
@@ -161,22 +169,42 @@ def _models(m: dict, original: dict, retrained: dict | None) -> list[tuple[str, 
             *([("retrained without them (reference)", retrained)] if retrained else [])]
 
 
-def _membership_block(m: dict, retrained: dict | None, later: list[dict]) -> str:
-    reference = "retrained model" if retrained else "reference point (coin flip)"
-    rows = [["RMIA AUC, removed vs never-seen samples", metric_cell(m, "mia_rmia_auc"),
-             metric_cell(retrained, "mia_rmia_auc") if retrained else "50.00"],
-            ["RMIA true-positive rate at 1% false positives", f"{m['mia_rmia_tpr_at_1fpr']:.2f}",
-             f"{retrained['mia_rmia_tpr_at_1fpr']:.2f}" if retrained else "1.00"]]
-    if "ulira_auc" in m:
-        rows.append(["U-LiRA AUC (shadow models unlearned the same way)", metric_cell(m, "ulira_auc"),
-                     metric_cell(retrained, "ulira_auc") if retrained else "50.00"])
+def _membership_block(m: dict, original: dict, retrained: dict | None, later: list[dict], params: Params) -> str:
+    """Each test's AUC after unlearning beside the reference's and the original model's, per
+    request, with each request's time, and the recipe the reference models used."""
+    reference = "retrained model (reference)" if retrained else "reference point (coin flip)"
+    tests = [("RMIA AUC, removed vs never-seen samples", "mia_rmia_auc"),
+             ("LiRA AUC (the same reference models)", "mia_lira_auc"),
+             *([("U-LiRA AUC (shadow models unlearned the same way)", "ulira_auc")] if "ulira_auc" in m else [])]
+    rows = [[name, metric_cell(m, key), metric_cell(retrained, key) if retrained else "50.00",
+             metric_cell(original, key)] for name, key in tests]
+    rows.append(["RMIA true-positive rate at 1% false positives", f"{m['mia_rmia_tpr_at_1fpr']:.2f}",
+                 f"{retrained['mia_rmia_tpr_at_1fpr']:.2f}" if retrained else "1.00",
+                 f"{original['mia_rmia_tpr_at_1fpr']:.2f}"])
     text = ("<p>An AUC of 50 means the test cannot tell the removed samples from samples the model never saw; "
-            "100 means it always can. The target is the reference's value. ± is the 95% interval over samples: "
-            "how far the AUC could move with other samples of the same size.</p>")
-    text += table_html(["test", "after unlearning", reference], rows)
+            "100 means it always can. The target is the reference's value; the original model (before "
+            "unlearning) shows what the test sees when nothing was forgotten. ± is the 95% interval over "
+            "samples: how far the AUC could move with other samples of the same size.</p>")
+    text += table_html(["test (request 1)", "after unlearning", reference, "original (before)"], rows)
     if later:
         text += "<p>After the later requests (every sample removed so far):</p>" + table_html(
-            ["after request", "RMIA AUC", "gap to reference", "kept-data accuracy"],
-            [[str(row["request"]), metric_cell(row, "mia_rmia_auc"), f"{row['rmia_gap']:.2f}",
-              f"{row['retain_acc']:.2f}%"] for row in later])
-    return text
+            ["after request", "RMIA AUC", "reference RMIA AUC", "gap to reference", "LiRA AUC",
+             "kept-data accuracy", "time (s)"],
+            [[str(row["request"]), metric_cell(row, "mia_rmia_auc"),
+              metric_cell(row["retrain"], "mia_rmia_auc") if "retrain" in row else "50.00",
+              f"{row['rmia_gap']:.2f}", f"{row['mia_lira_auc']:.2f}", f"{row['retain_acc']:.2f}%",
+              f"{row['runtime_s']:.1f}"] for row in later])
+    return text + _recipe_note(params)
+
+
+def _recipe_note(params: Params) -> str:
+    """Where the reference models' training recipe comes from (the user's model may have had another)."""
+    t = params.train
+    recipe = (f"params.yaml's <code>train</code> section ({t.epochs} epochs, batch {t.batch_size}, learning rate "
+              f"{t.lr:g})")
+    if params.model.checkpoint is None:
+        return f"<p>The reference models, the retrained model and the original were all trained with {recipe}.</p>"
+    return (f"<p>The original model is yours (<code>{html.escape(params.model.checkpoint)}</code>), trained with "
+            f"your own recipe; the reference models and the retrained model were trained by this pipeline with "
+            f"{recipe}, which may differ from yours: compare the original's kept-data accuracy with the retrained "
+            f"model's above.</p>")

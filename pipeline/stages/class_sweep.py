@@ -14,6 +14,7 @@ paired difference from TRW and retrain's seed-to-seed MIA-NN noise floor (findin
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from unlearn.config import Params
@@ -26,6 +27,8 @@ from unlearn_pipeline.fitting import train_model
 from unlearn_pipeline.model_store import build_model
 from unlearn_pipeline.stages import STUDY_THREADS, stage
 from unlearn_pipeline.tracking import TrackedRun
+
+log = logging.getLogger(__name__)
 
 CELL_SECTIONS = ("model", "train", "lipschitz", "class_track.retrain_seeds", "ulira", "mia_nn", "mia.repeats",
                  "execution.precision")
@@ -209,15 +212,20 @@ def class_method(params: Params, run: TrackedRun, method: str) -> None:
     cfg = getattr(params.unlearn_class, method)
     grid = sweep.lr_grid.get(method, [cfg.lr])
     tuning, tuning_info = _load_cell(params, data, sweep.tuning_seed, sweep.tuning_class)
-    gaps = {lr: _run_method(tuning, tuning_info, method, cfg.model_copy(update={"lr": lr}), shadows=False)
-            [sweep.select_by] for lr in grid}
+    gaps = {}
+    for lr in grid:
+        gaps[lr] = _run_method(tuning, tuning_info, method, cfg.model_copy(update={"lr": lr}),
+                               shadows=False)[sweep.select_by]
+        log.info("%s, tuning cell, lr %g: %s %.4f", method, lr, sweep.select_by, gaps[lr])
     best = min(grid, key=gaps.get)
     chosen = cfg.model_copy(update={"lr": best})
     cells = {}
     for seed in sweep.seeds:
         for forget_class in sweep.classes:
             cell, info = _load_cell(params, data, seed, forget_class)
-            cells[cell_dir(seed, forget_class).name] = _run_method(cell, info, method, chosen, shadows=True)
+            name = cell_dir(seed, forget_class).name
+            cells[name] = _run_method(cell, info, method, chosen, shadows=True)
+            log.info("%s, cell %s: avg_gap %.4f", method, name, cells[name]["avg_gap"])
     write_json(method_path(method), {"lr": best, "select_by": sweep.select_by,
                                      "tuning_gap_by_lr": {f"{lr:g}": round(gap, 4) for lr, gap in gaps.items()},
                                      "cells": cells})

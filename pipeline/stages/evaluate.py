@@ -112,7 +112,9 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
     AMUN's Table 1 (split by whether the method reads the remain set) in
     ``reports/results.md`` and ``reports/index.html`` (with the RMIA ROC curves), and a
     bar-plot CSV of the accuracies; the track's compact summary for ``dvc exp show``
-    (``metrics/summary.json``); every model's metrics to MLflow as ``<metric>.<model>``."""
+    (``metrics/summary.json``); every model's metrics to MLflow as a run nested under this
+    stage's (:func:`log_model_runs`; not also as ``<metric>.<model>`` here, which filled the
+    chart view with 381 one-bar charts)."""
     from unlearn.evaluation.gap import ACCURACY_KEYS, SVC_KEYS, avg_gap
 
     names = tuple(results)
@@ -144,7 +146,6 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
     bars = [[f"{name} {key.removesuffix('_acc')}", f"{metrics[key]:.4f}"]
             for name, metrics in results.items() for key in ACCURACY_KEYS]
     write_text(REPORTS_DIR / "accuracy.csv", csv_text(["model_split", "accuracy"], bars))
-    run.log_metrics({f"{key}.{name}": float(value) for name, m in results.items() for key, value in m.items()})
     log_model_runs(run, "random", results)
     for path in ("results.md", "index.html", "accuracy.csv"):
         run.log_artifact(REPORTS_DIR / path, "report")

@@ -96,7 +96,6 @@ def evaluate_class(params: Params, run: TrackedRun) -> None:
         metrics["runtime_vs_retrain"] = metrics["runtime_s"] / reference["runtime_s"]
         rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
         write_json(CLASS_METRICS / f"{name}.json", rounded)
-        run.log_metrics({f"{k}.{name}": float(v) for k, v in metrics.items() if not isinstance(v, bool)})
     forget_class = params.class_track.forget_class
     trw = params.unlearn_class.trw
     landmarks = {"nearest_class": nearest_class(retrained_probs, forget_class),

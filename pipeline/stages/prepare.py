@@ -1,13 +1,14 @@
-"""Stage ``prepare``: decode the dataset once into uint8 tensors and write the seeded splits,
-and the deletion requests (``data.forget`` first, then ``requests.files``) with the samples they name."""
+"""Stage ``prepare``: decode the dataset once into uint8 tensors and write the seeded splits
+(as index files, and as one CSV for users), and the deletion requests (``data.forget`` first,
+then ``requests.files``) with the samples they name."""
 
 from __future__ import annotations
 
 import logging
 
 from unlearn.config import Params
-from unlearn.io import file_sha256, save_indices, save_tensors, write_json
-from unlearn_pipeline.common import CACHE_DIR, IMAGES, META, REQUESTS, SPLITS, split_path
+from unlearn.io import file_sha256, save_indices, save_tensors, write_json, write_text
+from unlearn_pipeline.common import CACHE_DIR, IMAGES, META, REQUESTS, SPLITS, SPLITS_CSV, csv_text, split_path
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
@@ -42,14 +43,28 @@ def prepare(params: Params, run: TrackedRun) -> None:
         "sha256": {path.name: file_sha256(path) for path in [IMAGES, *map(split_path, SPLITS)]},
     }
     write_json(META, meta)
+    write_text(SPLITS_CSV, splits_csv(splits.as_dict(), data.labels.tolist(), data.names))
     first = cfg.forget.file or f"data.forget ({cfg.forget.mode})"
     write_json(REQUESTS, [_request(source, idx.tolist(), data.names) for source, idx in
                           [(first, splits.forget), *((r.path, r.indices) for r in later)]])
     log.info("prepared %s: %s", cfg.dataset, meta["counts"])
     run.log_metrics({f"n_{name}": count for name, count in meta["counts"].items()})
     run.set_tags({"data.sha256": meta["sha256"]["images.pt"]})
-    for path in [META, REQUESTS, *map(split_path, SPLITS)]:
+    for path in [META, REQUESTS, SPLITS_CSV, *map(split_path, SPLITS)]:
         run.log_artifact(path, "splits")
+
+
+def splits_csv(splits: dict, labels: list[int], names) -> str:
+    """One row per sample: its index into the dataset (the ids that forget lists use), label,
+    split (``remain`` and ``forget`` make up train; ``test``; ``unused``) and, for an image
+    folder, its file. Train a model of your own on the rows whose split is not ``test``."""
+    split = ["unused"] * len(labels)
+    for name in ("test", "remain", "forget"):
+        for i in splits[name].tolist():
+            split[i] = name
+    header = ["index", "label", "split", *(["file"] if names is not None else [])]
+    return csv_text(header, [[str(i), str(label), split[i], *([names[i]] if names is not None else [])]
+                             for i, label in enumerate(labels)])
 
 
 def _request(source: str, indices: list[int], names) -> dict:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 
 from unlearn.config import Params
 from unlearn.io import read_json, save_tensors, write_json, write_text
-from unlearn_pipeline.common import (METRICS_DIR, REPORTS_DIR, REQUESTS, load_prepared, load_references, markdown_table,
-                                     random_model, runtime_path, stage_device)
+from unlearn_pipeline.common import (METRICS_DIR, REPORTS_DIR, REQUESTS, REQUESTS_MODELS, load_prepared,
+                                     load_references, markdown_table, random_model, runtime_path, stage_device)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.scoring import ATTACK_REFERENCE, split_and_attack_metrics
 from unlearn_pipeline.stages import stage
@@ -26,7 +25,6 @@ log = logging.getLogger(__name__)
 
 REQUESTS_METRICS = METRICS_DIR / "requests.json"
 REQUESTS_REPORT = REPORTS_DIR / "requests.md"
-REQUESTS_MODELS = Path("data/requests")  # each method's model after each request, and each request's retrain
 _COLUMNS = {"forget_acc": "forget acc", "retain_acc": "retain acc", "test_acc": "test acc",
             "mia_rmia_auc": "RMIA AUC", "rmia_gap": "RMIA gap", "avg_gap": "Avg Gap", "runtime_s": "runtime (s)"}
 

@@ -14,6 +14,7 @@ method's paired difference from AMUN.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from unlearn.config import Params
@@ -24,6 +25,8 @@ from unlearn_pipeline.common import REPORTS_DIR, load_prepared, markdown_table, 
 from unlearn_pipeline.model_store import build_model
 from unlearn_pipeline.stages import STUDY_THREADS, stage
 from unlearn_pipeline.tracking import TrackedRun
+
+log = logging.getLogger(__name__)
 
 SWEEP = Path("data/sweep")
 REPORT_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_rmia_auc", "avg_gap", "mia_svc", "avg_gap_svc",
@@ -115,6 +118,7 @@ def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
             metrics = run_method(tuning, method, cfg.model_copy(update=point), sweep.tuning_seed)
             tracked.log_metrics({k: float(v) for k, v in metrics.items()})
         gaps[label], points[label] = metrics[sweep.select_by], point
+        log.info("%s, tuning cell, %s: %s %.4f", method, label, sweep.select_by, gaps[label])
     best = min(gaps, key=gaps.get)
     run.log_metrics({"best_lr": points[best]["lr"], f"best_{sweep.select_by}": gaps[best]})
     chosen = cfg.model_copy(update=points[best])
@@ -123,6 +127,8 @@ def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
         for forget_seed in sweep.forget_seeds:
             cell = _load_cell(params, data, seed, forget_seed)
             cells[cell_dir(seed, forget_seed).name] = run_method(cell, method, chosen, seed)
+            log.info("%s, cell %s: avg_gap %.4f", method, cell_dir(seed, forget_seed).name,
+                     cells[cell_dir(seed, forget_seed).name]["avg_gap"])
     write_json(method_path(method), {"lr": points[best]["lr"], "step_size": chosen.step_size,
                                      "schedule": chosen.schedule, "select_by": sweep.select_by,
                                      "tuning_gap": {label: round(gap, 4) for label, gap in gaps.items()},

@@ -11,6 +11,7 @@ from unlearn.io import save_tensors, write_json, write_text
 from unlearn_pipeline.common import (PLOTS_DIR, csv_text, load_prepared, model_path, remove_checkpoints, runtime_path,
                                      stage_device)
 from unlearn_pipeline.fitting import log_layer_norms, train_model
+from unlearn_pipeline.checkpoint_check import check_checkpoint
 from unlearn_pipeline.model_store import input_example
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -34,6 +35,7 @@ def retrain(params: Params, run: TrackedRun) -> None:
     """The gold standard: the same recipe from scratch on remain only. With
     ``retrain.enabled: false``, an empty model file and runtime ``null`` stand in for it."""
     if params.retrain.enabled:
+        check_checkpoint(params)
         _fit("retrain", "remain", params, run)
         return
     save_tensors(model_path("retrain"), {})

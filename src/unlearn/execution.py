@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -42,7 +43,12 @@ def run_jobs(jobs: list[Job], *, workers: int = 1, retries: int = 0, address: st
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if workers == 1:
-        return [_with_retries(job, retries) for job in jobs]
+        start = time.perf_counter()
+        results = []
+        for done, job in enumerate(jobs, 1):
+            results.append(_with_retries(job, retries))
+            _log_done(job, done, len(jobs), start)
+        return results
     import multiprocessing
 
     previous = os.environ.get("OMP_NUM_THREADS")
@@ -51,14 +57,16 @@ def run_jobs(jobs: list[Job], *, workers: int = 1, retries: int = 0, address: st
     os.environ["OMP_NUM_THREADS"] = threads  # inherited by the spawned workers
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            start = time.perf_counter()
             futures = {pool.submit(_with_retries, job, retries): i for i, job in enumerate(jobs)}
             results: list[Any] = [None] * len(jobs)
             errors = []
-            for future in as_completed(futures):
+            for done, future in enumerate(as_completed(futures), 1):
                 try:
                     results[futures[future]] = future.result()
                 except Exception as exc:
                     errors.append(exc)
+                _log_done(jobs[futures[future]], done, len(jobs), start)
     finally:
         if previous is None:
             os.environ.pop("OMP_NUM_THREADS", None)
@@ -67,6 +75,12 @@ def run_jobs(jobs: list[Job], *, workers: int = 1, retries: int = 0, address: st
     if errors:
         raise errors[0]
     return results
+
+
+def _log_done(job: Job, done: int, total: int, start: float) -> None:
+    """One line per finished job, so a long batch of jobs is never silent."""
+    log.info("job %d of %d finished (%s), %.1f s in", done, total, job.name or job.fn.__name__,
+             time.perf_counter() - start)
 
 
 def _with_retries(job: Job, retries: int) -> Any:

@@ -99,8 +99,19 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert shown.returncode == 0 and "vegaEmbed(" in page and "vega-lite 5.2.0" in page  # Vega inlined
     assert "cdn.jsdelivr.net" not in page and not re.search(r"(src|href)=[\"']https?:", page)  # nothing to fetch
 
-    write_params(project, {"unlearn": {"ft": {"lr": 0.02}}})
-    assert repro(project) == {"unlearn@ft", "evaluate", "requests", "audit"}  # requests and audit read its model
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)  # the baseline `dvc exp show` compares with
+    subprocess.run(["git", "commit", "-qm", "repro"], cwd=project, check=True)
+    done = subprocess.run(["dvc", "exp", "run", "-S", "unlearn.ft.lr=0.02"], cwd=project, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ran = set(re.findall(r"Running stage '([^']+)'", done.stdout))
+    assert ran == {"unlearn@ft", "evaluate", "requests", "audit"}  # requests and audit read its model
+    shown = subprocess.run(["dvc", "exp", "show", "--only-changed", "--csv"], cwd=project, capture_output=True,
+                           text=True)
+    columns = shown.stdout.splitlines()[0].split(",")
+    metrics = [c for c in columns if c.startswith(("random.", "class."))]
+    assert "unlearn.ft.lr" in columns and "random.avg_gap.ft" in columns, shown.stdout[:500]
+    assert all(c.endswith(".ft") for c in metrics), metrics  # what moved, and nothing else
     write_params(project, {"unlearn_class": {"trw": {"beta": 5.0}}})
     assert repro(project) == {"unlearn_class@trw", "evaluate_class"}
     with open(project / "src" / "unlearn" / "evaluation" / "gap.py", "a") as handle:  # the Avg Gap's code

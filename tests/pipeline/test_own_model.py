@@ -90,6 +90,8 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
     assert "Verdict: " in page and "Rule: " in page and "request1.csv" in page and "request2.txt" in page
     assert all(f"sample {i}" in page for i in first)
     assert "retraining from scratch without the removed samples took" in page
+    assert "original (before)" in page and "reference RMIA AUC" in page and "LiRA AUC" in page
+    assert "trained with your own recipe" in page  # the reference models used params.yaml's
 
     runs = {r.data.tags.get("dvc.stage"): r for r in mlflow_runs(project)}
     audited = runs["audit"]
@@ -97,6 +99,13 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
     artifacts = mlflow_artifacts(audited.info.run_id)
     assert "audit/audit.html" in artifacts
     assert runs["train"].data.tags["model.checkpoint"] == "data/user/models/mine.pt"
+    import mlflow
+
+    version = mlflow.MlflowClient().get_model_version("unlearn-audited-amun", "1")
+    assert version.tags["audit.requests"] == "2" and version.tags["audit.samples"] == "30"
+    registered = mlflow.pytorch.load_model("models:/unlearn-audited-amun/1").state_dict()
+    final = torch.load(project / "data/requests/amun-2.pt", weights_only=True)
+    assert all(torch.equal(registered[key], value) for key, value in final.items())  # after both requests
 
     params["retrain"] = {"enabled": False}  # no gold standard: scored against the attacks' AUC of 50
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -112,6 +121,19 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
     assert "Retraining was not run" in (project / "reports/audit.html").read_text()
     rows = json.loads((project / "metrics/requests.json").read_text())["methods"]["amun"]
     assert all(row["avg_gap"] is None and "retrain" not in row for row in rows)
+
+    with open(project / "data/user/forget/request2.txt", "a") as handle:  # one more sample in request 2
+        handle.write(f"\n{_train_indices(1, skip=60)[0]}\n")
+    repro = subprocess.run(["dvc", "repro", "audit"], cwd=project, capture_output=True, text=True)
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    assert set(re.findall(r"Running stage '([^']+)'", repro.stdout)) == {"prepare", "requests", "audit"}
+
+    torch.save(torch.nn.Linear(2, 2), project / "data/user/models/pickled.pt")  # a module, not its state_dict
+    params["model"]["checkpoint"] = "data/user/models/pickled.pt"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repro = subprocess.run(["dvc", "repro", "audit"], cwd=project, capture_output=True, text=True)
+    assert repro.returncode != 0 and "epoch 1/" not in repro.stdout + repro.stderr  # before any training
+    assert "pickled.pt: holds a pickled object, not only weights; save the weights with torch.save(" in repro.stderr
 
 
 def mlflow_artifacts(run_id: str) -> set[str]:

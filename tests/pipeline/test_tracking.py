@@ -152,7 +152,8 @@ def test_a_stage_run_without_a_store_is_logged_later_by_unlearn_sync_mlflow(proj
     client, (record,) = _records(os.environ["MLFLOW_TRACKING_URI"])
     assert record.info.run_name == "prepare" and record.data.metrics["n_forget"] > 0
     assert sorted(f.path for f in client.list_artifacts(record.info.run_id, "splits")) == [
-        "splits/forget.npy", "splits/meta.json", "splits/remain.npy", "splits/requests.json", "splits/test.npy",
+        "splits/deletion_requests.json", "splits/forget.npy", "splits/meta.json", "splits/remain.npy",
+        "splits/splits.csv", "splits/test.npy",
         "splits/train.npy"]
 
 

@@ -82,3 +82,12 @@ def test_dask_retries_a_failing_job_and_reruns_the_job_of_a_killed_worker(cluste
     killer.join()
     runners = [int(line) for line in started.read_text().split()]
     assert len(runners) == 2 and pid == runners[1] != runners[0]  # killed mid-job, completed by another worker
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_finished_job_logs_a_line(workers, caplog):
+    caplog.set_level("INFO", logger="unlearn.execution")
+    run_jobs([Job(square_and_pid, {"x": x}, name=f"square {x}") for x in range(3)], workers=workers)
+    lines = [r.getMessage() for r in caplog.records if r.name == "unlearn.execution"]
+    assert [line.split(" (")[0] for line in lines] == [f"job {k} of 3 finished" for k in (1, 2, 3)]
+    assert {line.split("(")[1].split(")")[0] for line in lines} == {"square 0", "square 1", "square 2"}

@@ -187,3 +187,20 @@ def test_labels_changed_in_place_at_epoch_start_are_trained_on_even_when_moved_t
     history = train_(model, x, labels, TrainConfig(epochs=2, batch_size=32, lr=1e-9),
                      generator=torch.Generator().manual_seed(1), callbacks=[Shift()])
     assert history[0].accuracy > 80 and history[1].accuracy < 20  # epoch 2 is scored on the shifted labels
+
+
+def test_an_epoch_after_a_quiet_stretch_logs_a_line_unless_on_epoch_reports(monkeypatch, caplog):
+    import unlearn.training as training
+
+    caplog.set_level("INFO", logger="unlearn.training")
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    images, labels = torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,))
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.1)
+    train_(model, images, labels, cfg, generator=torch.Generator().manual_seed(0))
+    assert not caplog.records  # digits-sized epochs stay quiet
+    monkeypatch.setattr(training, "QUIET_LIMIT_S", 0.0)
+    train_(model, images, labels, cfg, generator=torch.Generator().manual_seed(0))
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    caplog.clear()
+    train_(model, images, labels, cfg, generator=torch.Generator().manual_seed(0), on_epoch=lambda stats: None)
+    assert not caplog.records  # the caller reports its own epochs

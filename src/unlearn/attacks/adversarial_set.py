@@ -4,6 +4,7 @@ smallest L2 budget on a doubling grid (Ebrahimpour-Boroojeny, Sundaram, Chandras
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,9 +54,13 @@ def adversarial_set(
 
     Each sample starts at ``eps = eps_init`` and runs ``steps`` of L2 PGD (step eps/10)
     and leaves as soon as it is misclassified; a sample still correct after the steps
-    has its eps doubled and continues from where it is, up to ``max_doublings`` times
-    (``capped`` marks those never misclassified). A sample already misclassified keeps
-    x_adv = x, eps = 0 and its predicted label. Work is batched and only samples still
+    has its eps doubled and continues from where it is, up to ``max_doublings`` times and
+    never beyond the diameter of the input space, ``sqrt(C * H * W)`` for [0, 1] images
+    (a larger ball holds no further image; the last round runs at the diameter). ``capped``
+    marks the samples never misclassified. PGD ascends the margin instead of the
+    cross-entropy for a sample whose softmax saturates (:func:`unlearn.attacks.pgd.attack_loss`),
+    so a confidently fitted model still gets its nearest adversarial examples. A sample
+    already misclassified keeps x_adv = x, eps = 0 and its predicted label. Work is batched and only samples still
     correctly classified are attacked, on the model's device (where D_A's tensors stay).
     Whether a sample is misclassified, and its label in D_A, are read in the precision
     PGD's steps run in (the current :func:`unlearn.device.precision`), so that the search
@@ -77,17 +82,19 @@ def _one_batch(model, images, labels, eps_init, steps, max_doublings):
     eps = torch.zeros(len(images), device=images.device)
     with torch.no_grad(), train_mode(model, False):
         correct = forward(model, images).argmax(1) == labels
-    budget = eps_init
-    for _ in range(max_doublings + 1):
+    diameter = math.sqrt(images[0].numel())
+    for doubling in range(max_doublings + 1):
         idx = correct.nonzero().squeeze(1)
         if len(idx) == 0:
             break
+        budget = min(eps_init * 2 ** doubling, diameter)
         x_adv[idx] = pgd_l2(model, images[idx], labels[idx], eps=budget, steps=steps, stop_when_wrong=True,
                             start=x_adv[idx])
         eps[idx] = budget
         with torch.no_grad(), train_mode(model, False):
             correct[idx] = forward(model, x_adv[idx]).argmax(1) == labels[idx]
-        budget *= 2
+        if budget == diameter:
+            break
     with torch.no_grad(), train_mode(model, False):
         predicted = forward(model, x_adv).argmax(1)
     distance = (x_adv - images).flatten(1).norm(dim=1)

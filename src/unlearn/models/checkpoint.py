@@ -11,6 +11,7 @@ A ``module.`` prefix (DataParallel) and a ``{"state_dict": ...}`` wrapper are ac
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -34,8 +35,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises several types for corrupt or unsafe files
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DataError(f"{path}: not a weights-only state_dict ({first_line})") from None
+            if "Unsupported global" in str(exc):  # a pickled module (or other class), not only tensors
+                raise DataError(f"{path}: holds a pickled object, not only weights; save the weights with "
+                                f"torch.save(model.state_dict(), {path.name!r}) (a pickle can run code, so it "
+                                f"is not loaded)") from None
+            raise DataError(f"{path}: not a weights-only state_dict ({_reason(exc)})") from None
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
     else:
@@ -44,6 +48,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise DataError(f"{path}: not a state_dict (a mapping of parameter names to tensors)")
     return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def _reason(exc: Exception) -> str:
+    """One plain line from torch's error: the unpickler's own reason when it gives one (the
+    message starts with the same advice for every file), without terminal escape codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    found = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    return found.group(1).strip() if found else (text.splitlines()[0] if text else type(exc).__name__)
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -159,11 +159,12 @@ def _amun(model, task, cfg, generator, use_remain: bool, callbacks=()) -> None:
     if adversarial is None:
         raise ValueError("AMUN needs the adversarial set of the forget set (task.adversarial)")
     xf, yf = task.split("forget")
-    labels = adversarial.labels
-    x, y = _with_remain(task, torch.cat([xf, move(adversarial.images, xf.device)]),
+    found = ~adversarial.capped  # a capped sample has no adversarial example: no D_A row
+    images, labels = adversarial.images[found], adversarial.labels[found]
+    x, y = _with_remain(task, torch.cat([xf, move(images, xf.device)]),
                         torch.cat([move(yf, labels.device), labels]), use_remain)
     no_augment = torch.zeros(len(x), dtype=torch.bool)
-    no_augment[len(xf):len(xf) + len(adversarial.images)] = True  # D_A rows
+    no_augment[len(xf):len(xf) + len(images)] = True  # D_A rows
     train_(model, x, y, cfg, generator=generator, no_augment=no_augment, callbacks=list(callbacks))
 
 
@@ -172,7 +173,13 @@ def amun(model: nn.Module, task: ForgetTask, cfg, generator: torch.Generator) ->
     """AMUN (Ebrahimpour-Boroojeny et al., ICML 2025): fine-tune on D_R u D_F u D_A, i.e. the
     forget samples with their true labels, their adversarial examples labelled with the
     original model's (wrong) prediction, and the remain set, all in shuffled batches.
-    Augmentation (when on) applies to D_R and D_F, never to D_A, as in the authors' code."""
+    Augmentation (when on) applies to D_R and D_F, never to D_A, as in the authors' code.
+
+    A forget sample whose search found no adversarial example up to the cap (``capped``)
+    gets no D_A row (an x_adv still labelled with its true class would teach the opposite
+    of AMUN's aim) and keeps its D_F row: the paper defines D_A only where an adversarial
+    example exists, and such a sample's cross-entropy is about 0, so its D_F row barely
+    moves the model. The authors' code doubles eps until every sample is misclassified."""
     _amun(model, task, cfg, generator, use_remain=True)
 
 

@@ -108,8 +108,13 @@ def test_checkpoint_mismatches_are_one_line(tmp_path):
 
 def test_unsafe_or_odd_files_are_refused(tmp_path):
     torch.save({"model": nn.Linear(2, 2)}, tmp_path / "pickled.pt")
-    with pytest.raises(DataError, match="pickled.pt: not a weights-only state_dict"):
+    with pytest.raises(DataError, match=r"pickled.pt: holds a pickled object.*torch.save\(model.state_dict\(\), "
+                                        r"'pickled.pt'\)") as refused:
         read_state_dict(tmp_path / "pickled.pt")
+    assert "\x1b" not in str(refused.value) and "\n" not in str(refused.value) and "options" not in str(refused.value)
+    (tmp_path / "corrupt.pt").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="corrupt.pt: not a weights-only state_dict"):
+        read_state_dict(tmp_path / "corrupt.pt")
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     with pytest.raises(DataError, match="list.pt: not a state_dict"):
         read_state_dict(tmp_path / "list.pt")
