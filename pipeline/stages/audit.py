@@ -23,7 +23,7 @@ AUDIT_METRICS = METRICS_DIR / "audit.json"
 _LISTED = 200  # samples shown per request; the rest are counted
 
 
-@stage("audit", ("model", "retrain", "audit", "requests.methods", "execution.precision"))
+@stage("audit", ("model", "train", "retrain", "audit", "requests.methods", "execution.precision"))
 def audit(params: Params, run: TrackedRun) -> None:
     """The audit of ``audit.method``: what was removed, how, how long it took against retraining,
     the accuracy on the kept data, the membership tests on the forgotten samples against the
@@ -49,7 +49,6 @@ def audit(params: Params, run: TrackedRun) -> None:
         "audit.requests": str(covered), "audit.answer": checks["answer"],
         "audit.sources": "; ".join(request["source"] for request in asked[:covered]),
         "audit.samples": str(removed[covered - 1])})
-
 
 
 ANSWERS = {"inside": "forgotten", "outside": "not forgotten", "undecided": "too few samples to tell"}

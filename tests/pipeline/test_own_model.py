@@ -86,6 +86,7 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
     assert audit["answer"] in ("forgotten", "not forgotten", "too few samples to tell")
     assert audit["forgotten"] == (audit["answer"] == "forgotten") and len(audit["membership"]) == 2
     assert [t["samples"] for t in audit["membership"]] == [20, 30] and audit["membership"][0]["ci95"] > 0
+    assert audit["ulira"] is None and audit["ulira_gap"] is None and audit["checks"]["ulira"] is None  # no shadows
     page = (project / "reports/audit.html").read_text()
     assert "Verdict: " in page and "Rule: " in page and "request1.csv" in page and "request2.txt" in page
     assert all(f"sample {i}" in page for i in first)
