@@ -28,7 +28,8 @@ META = PREPARED / "meta.json"
 # editing a later request re-runs only the stages that read it (requests, audit)
 REQUESTS = Path("data/deletion_requests.json")
 SPLITS_CSV = PREPARED / "splits.csv"  # every sample's split, for training a model of one's own on it
-REQUESTS_MODELS = Path("data/requests")  # each method's model after each request, and each request's retrain
+REQUESTS_MODELS = Path("data/requests")  # each method's model after each later request
+REQUESTS_RETRAINS = Path("data/requests_retrain")  # the model retrained after each later request
 SPLITS = ("train", "test", "forget", "remain")
 MODELS_DIR = Path("data/models")
 METRICS_DIR = Path("metrics")
@@ -39,6 +40,15 @@ ADVERSARIAL = Path("data/adversarial/forget.pt")
 REFERENCES = Path("data/references")
 KEEP = REFERENCES / "keep.npy"
 CHECKPOINTS = Path(".checkpoints")  # per-epoch training state; not an output, removed once a model is stored
+
+
+def forgotten_so_far(asked: list[dict]) -> list[np.ndarray]:
+    """After each deletion request (``asked``, as in :data:`REQUESTS`), the sorted union of the
+    samples of requests 1..i."""
+    import numpy as np
+
+    return [np.sort(np.concatenate([r["indices"] for r in asked[:i + 1]])).astype(np.int64)
+            for i in range(len(asked))]
 
 
 def split_path(name: str) -> Path:

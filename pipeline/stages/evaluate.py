@@ -11,6 +11,7 @@ from unlearn_pipeline.common import (INTERVAL_NOTE, REPORTS_DIR, csv_text, figur
                                      markdown_table, metric_cell, metrics_path, random_model, roc_path, runtime_path,
                                      stage_device, summary)
 from unlearn_pipeline.model_store import load_model
+from unlearn_pipeline.requests_scoring import REQUESTS_REPORT, score_requests
 from unlearn_pipeline.scoring import ATTACK_REFERENCE, split_and_attack_metrics
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun, log_model_runs
@@ -19,13 +20,14 @@ from unlearn_pipeline.ulira import ulira_of
 log = logging.getLogger(__name__)
 
 
-@stage("evaluate", ("seed", "model", "retrain", "evaluate", "mia", "ulira", "execution.precision"),
+@stage("evaluate", ("seed", "model", "retrain", "evaluate", "mia", "ulira", "requests.methods", "execution.precision"),
        untracked=("unlearn",))
 def evaluate(params: Params, run: TrackedRun) -> None:
     """Every model of the random track (original, retrain and each method of ``unlearn``,
     whose sections are read for their names only) measured and set beside retrain (beside the
     attacks' reference point when ``retrain.enabled`` is false); see :func:`measure` and
-    :func:`write_report`.
+    :func:`write_report`. Then the later deletion requests' models
+    (:func:`unlearn_pipeline.requests_scoring.score_requests`).
 
     One stage for all models rather than one per model: evaluating a model costs one
     forward pass and the attacks' scoring (well under a second on digits), less than
@@ -33,9 +35,9 @@ def evaluate(params: Params, run: TrackedRun) -> None:
     ``execution.workers`` > 1 (or a Dask ``address``) the models are measured as parallel
     jobs: on CIFAR-10 the attacks' CPU work, not the GPU's forward pass, dominates."""
     names = ("original", *(["retrain"] if params.retrain.enabled else []), *params.unlearn.methods)
+    data = load_prepared(stage_device(params))
+    keep, reference_logits = load_references(len(data.labels))
     if params.execution.workers == 1 and params.execution.address is None:
-        data = load_prepared(stage_device(params))
-        keep, reference_logits = load_references(len(data.labels))
         results = {name: measure(name, params, data, keep, reference_logits) for name in names}
     else:
         from unlearn.execution import Job, run_jobs
@@ -45,6 +47,10 @@ def evaluate(params: Params, run: TrackedRun) -> None:
         results = dict(zip(names, run_jobs(jobs, workers=params.execution.workers,
                                            retries=params.execution.retries, address=params.execution.address)))
     write_report(results, run)
+    requests = score_requests(params, data, keep, reference_logits)
+    run.log_metrics({f"{key}.{name}.request{row['request']}": float(row[key]) for name, rows in requests.items()
+                     for row in rows for key in ("rmia_gap", "avg_gap") if row.get(key) is not None})
+    run.log_artifact(REQUESTS_REPORT, "report")
 
 
 def measure_job(name: str, params_file: str) -> dict:

@@ -282,7 +282,9 @@ class AdversarialConfig(_Section):
 
     Each sample starts at the L2 budget ``eps_init`` (pixels in [0, 1], the distance over
     all C x H x W values) and runs ``steps`` PGD steps per budget, doubling it up to
-    ``max_doublings`` times until it is misclassified. The default 0.04 is the fixed
+    ``max_doublings`` times, and never beyond the input space's diameter, until it is
+    misclassified; a sample still correct there gets no D_A row (``capped``,
+    :func:`unlearn.attacks.adversarial_set`). The default 0.04 is the fixed
     starting budget of AMUN's code (``PGDL2(eps=0.04)`` on [0, 1] images), so that the
     doubling grid is what makes each example the closest one found.
     ``eps_init: null`` calibrates it instead on ``calibration_samples`` forget samples so
