@@ -19,8 +19,8 @@ def test_stage_order_comes_from_dvc(project):
     assert order[0] == "prepare"
     assert order.index("evaluate") > max(order.index("unlearn@amun"), order.index("retrain"))
     by_name = {n.address: n for n in nodes}
-    assert by_name["evaluate"].upstream == ("prepare", "references", "retrain", "train", "ulira_shadows",
-                                            *(f"unlearn@{m}" for m in sorted(METHODS)))
+    assert by_name["evaluate"].upstream == ("prepare", "references", "requests", "requests_retrain", "retrain", "train",
+                                            "ulira_shadows", *(f"unlearn@{m}" for m in sorted(METHODS)))
     assert by_name["evaluate"].cmd == "python -m unlearn_pipeline evaluate"
     assert by_name["unlearn@amun"].upstream == ("adversarial", "prepare", "train", "ulira_shadows")
     assert [n.address for n in dvc_stages(project, ["train"])] == ["prepare", "train"]

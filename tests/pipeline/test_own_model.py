@@ -100,11 +100,8 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
     artifacts = mlflow_artifacts(audited.info.run_id)
     assert "audit/audit.html" in artifacts
     assert runs["train"].data.tags["model.checkpoint"] == "data/user/models/mine.pt"
-    import mlflow
-
-    version = mlflow.MlflowClient().get_model_version("unlearn-audited-amun", "1")
+    version, registered = _registered("unlearn-audited-amun", "1")
     assert version.tags["audit.requests"] == "2" and version.tags["audit.samples"] == "30"
-    registered = mlflow.pytorch.load_model("models:/unlearn-audited-amun/1").state_dict()
     final = torch.load(project / "data/requests/amun-2.pt", weights_only=True)
     assert all(torch.equal(registered[key], value) for key, value in final.items())  # after both requests
 
@@ -136,6 +133,26 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
     repro = subprocess.run(["dvc", "repro", "audit"], cwd=project, capture_output=True, text=True)
     assert repro.returncode != 0 and "epoch 1/" not in repro.stdout + repro.stderr  # before any training
     assert "pickled.pt: holds a pickled object, not only weights; save the weights with torch.save(" in repro.stderr
+
+
+def _registered(name: str, version: str):
+    """A registered model version and its weights, from this test's store (MLflow's global
+    URIs, which an earlier test in this process may have set, are pointed at it and reset)."""
+    import os
+
+    import mlflow
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        return (mlflow.MlflowClient().get_model_version(name, version),
+                mlflow.pytorch.load_model(f"models:/{name}/{version}").state_dict())
+    finally:
+        mlflow.set_tracking_uri(None)  # also unsets the environment variable, which the next stages need
+        mlflow.set_registry_uri(None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+        os.environ["MLFLOW_TRACKING_URI"] = uri
 
 
 def mlflow_artifacts(run_id: str) -> set[str]:
