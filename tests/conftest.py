@@ -28,7 +28,8 @@ METHODS = tuple(_PARAMS["unlearn"])  # the method lists are params.yaml's sectio
 MODELS = ("original", "retrain", *METHODS)
 CLASS_METHODS = tuple(_PARAMS["unlearn_class"])
 ALL_STAGES = {"prepare", "train", "retrain", "adversarial", "references", "ulira_shadows",
-              *(f"unlearn@{m}" for m in METHODS), "evaluate", "requests", "requests_retrain", "audit", "retrain_class", *(f"unlearn_class@{m}" for m in CLASS_METHODS), "evaluate_class"}
+              *(f"unlearn@{m}" for m in METHODS), "evaluate", "requests", "requests_retrain", "audit", "retrain_class",
+              *(f"unlearn_class@{m}" for m in CLASS_METHODS), "evaluate_class"}
 STUDY_STAGES = {"sweep_cell@0-0", "sweep_cell@1-0", "tuning_cell", "sweep_method@amun", "sweep_method@ft",
                 "sweep_report", "smoothness@0", "transfer@0", "class_cell@0-1", "class_tuning_cell",
                 "class_method@trw", "class_method@ft", "class_report", "findings"}
