@@ -29,6 +29,7 @@ Run from anywhere, on idle cores (takes about 7 minutes):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -144,15 +145,22 @@ def main() -> None:
                         "`dvc exp run -S` (default unlearn.amun.lr=0.02)")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-repro-"))
-    try:
+    with scratch_folder("bench-repro-", args.keep) as tmp:
         rows = bench(args.project.resolve(), tmp, args.repeats, args.rev, args.set)
         print("| what | seconds | target |")
         print("|---|---:|---|")
         for what, seconds, target in rows:
             print(f"| {what} | {seconds:.2f} | {target} |")
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str, keep: bool):
+    """A temporary folder, removed afterwards unless ``keep`` (then its path is printed)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
     finally:
-        if args.keep:
+        if keep:
             print(f"\nkept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -18,17 +18,14 @@ minutes):
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_repro import run, stage_env  # noqa: E402
+from benchmarks.bench_repro import run, scratch_folder, stage_env  # noqa: E402
 from tests.pipeline.test_own_model import USER_SCRIPT, _train_indices  # noqa: E402
 
 SETTINGS = {"data": {"forget": {"mode": "list", "file": "data/user/forget/request1.csv", "fraction": None}},
@@ -63,19 +60,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (its path is printed)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-own-model-"))
     start = time.perf_counter()
-    try:
+    with scratch_folder("bench-own-model-", args.keep) as tmp:
         rows = bench(tmp)
         print("| what | seconds |\n|---|---:|")
         for what, seconds in rows:
             print(f"| {what} | {seconds:.1f} |")
         print(f"\nwall clock in all: {time.perf_counter() - start:.0f} s")
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import numpy as np
 from unlearn.config import Params
 from unlearn.io import load_tensors, read_json, write_json, write_text
 from unlearn_pipeline.common import (METRICS_DIR, REPORTS_DIR, REQUESTS, REQUESTS_MODELS, REQUESTS_RETRAINS, Prepared,
-                                     forgotten_so_far, markdown_table, random_model, runtime_path)
+                                     forgotten_so_far, load_prepared, load_references, markdown_table, random_model,
+                                     runtime_path, stage_device)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.scoring import ATTACK_REFERENCE, split_and_attack_metrics
 
@@ -21,12 +22,15 @@ _COLUMNS = {"forget_acc": "forget acc", "retain_acc": "retain acc", "test_acc": 
             "mia_rmia_auc": "RMIA AUC", "rmia_gap": "RMIA gap", "avg_gap": "Avg Gap", "runtime_s": "runtime (s)"}
 
 
-def score_requests(params: Params, data: Prepared, keep, reference_logits) -> dict[str, list[dict]]:
+def score_requests(params: Params) -> dict[str, list[dict]]:
     """Each method's row after each request (the first: the ``unlearn@<method>`` model; the
-    later ones: stage ``requests``'s), written to the metrics file and the report; returned."""
+    later ones: stage ``requests``'s), written to the metrics file and the report; returned.
+    The data and reference logits are loaded only when there are later requests."""
     asked = read_json(REQUESTS)
     results: dict[str, list[dict]] = {}
     if len(asked) > 1:
+        data = load_prepared(stage_device(params))
+        keep, reference_logits = load_references(len(data.labels))
         forgotten = forgotten_so_far(asked)
         scored = lambda model, i: _scores(model, forgotten[i], data, keep, reference_logits, params)
         references = _references(params, data, len(asked), scored)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 from unlearn.config import Params
@@ -22,7 +21,7 @@ def adversarial(params: Params, run: TrackedRun) -> None:
     at (close to) the smallest L2 budget on a doubling grid, labelled with the model's prediction."""
     import torch
 
-    from unlearn.attacks import adversarial_set, choose_eps_init
+    from unlearn.attacks import adversarial_set, choose_eps_init, input_diameter
     from unlearn.training import to_float
 
     cfg = params.adversarial
@@ -43,7 +42,7 @@ def adversarial(params: Params, run: TrackedRun) -> None:
     budgets, counts = torch.unique(found.eps, return_counts=True)
     metrics = {"eps_init": eps_init, "samples": len(forget), "seconds": round(seconds, 3),
                "calibration_seconds": round(calibration_s, 3),
-               "eps_cap": min(eps_init * 2 ** cfg.max_doublings, math.sqrt(x[0].numel())),
+               "eps_cap": min(eps_init * 2 ** cfg.max_doublings, input_diameter(x)),
                "samples_per_s": round(len(forget) / seconds, 1), "capped": int(found.capped.sum()),
                "capped_ids": forget[found.capped.cpu()].tolist(),
                "already_misclassified": int((found.eps == 0).sum()),

@@ -35,9 +35,9 @@ def evaluate(params: Params, run: TrackedRun) -> None:
     ``execution.workers`` > 1 (or a Dask ``address``) the models are measured as parallel
     jobs: on CIFAR-10 the attacks' CPU work, not the GPU's forward pass, dominates."""
     names = ("original", *(["retrain"] if params.retrain.enabled else []), *params.unlearn.methods)
-    data = load_prepared(stage_device(params))
-    keep, reference_logits = load_references(len(data.labels))
     if params.execution.workers == 1 and params.execution.address is None:
+        data = load_prepared(stage_device(params))
+        keep, reference_logits = load_references(len(data.labels))
         results = {name: measure(name, params, data, keep, reference_logits) for name in names}
     else:
         from unlearn.execution import Job, run_jobs
@@ -47,7 +47,7 @@ def evaluate(params: Params, run: TrackedRun) -> None:
         results = dict(zip(names, run_jobs(jobs, workers=params.execution.workers,
                                            retries=params.execution.retries, address=params.execution.address)))
     write_report(results, run)
-    requests = score_requests(params, data, keep, reference_logits)
+    requests = score_requests(params)
     run.log_metrics({f"{key}.{name}.request{row['request']}": float(row[key]) for name, rows in requests.items()
                      for row in rows for key in ("rmia_gap", "avg_gap") if row.get(key) is not None})
     run.log_artifact(REQUESTS_REPORT, "report")

@@ -82,7 +82,7 @@ def _one_batch(model, images, labels, eps_init, steps, max_doublings):
     eps = torch.zeros(len(images), device=images.device)
     with torch.no_grad(), train_mode(model, False):
         correct = forward(model, images).argmax(1) == labels
-    diameter = math.sqrt(images[0].numel())
+    diameter = input_diameter(images)
     for doubling in range(max_doublings + 1):
         idx = correct.nonzero().squeeze(1)
         if len(idx) == 0:
@@ -99,6 +99,11 @@ def _one_batch(model, images, labels, eps_init, steps, max_doublings):
         predicted = forward(model, x_adv).argmax(1)
     distance = (x_adv - images).flatten(1).norm(dim=1)
     return x_adv, predicted, eps, distance, predicted == labels
+
+
+def input_diameter(images: torch.Tensor) -> float:
+    """The L2 diameter of [0, 1]^(C x H x W): no budget beyond it reaches a further image."""
+    return math.sqrt(images[0].numel())
 
 
 def calibrate_eps_init(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
