@@ -29,7 +29,8 @@ from benchmarks.bench_repro import run, scratch_folder, stage_env  # noqa: E402
 from tests.pipeline.test_own_model import USER_SCRIPT, _train_indices  # noqa: E402
 
 SETTINGS = {"data": {"forget": {"mode": "list", "file": "data/user/forget/request1.csv", "fraction": None}},
-            "model": {"name": "torchvision:resnet18", "cifar_stem": True, "checkpoint": "data/user/models/mine.pt"},
+            "model": {"name": "torchvision:resnet18", "cifar_stem": True},
+            "original": {"checkpoint": "data/user/models/mine.pt"},
             "requests": {"files": ["data/user/forget/request2.txt"], "methods": ["amun", "ft"]},
             "audit": {"method": "amun"}}
 

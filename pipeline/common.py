@@ -32,6 +32,9 @@ REQUESTS_MODELS = Path("data/requests")  # each method's model after each later 
 REQUESTS_RETRAINS = Path("data/requests_retrain")  # the model retrained after each later request
 SPLITS = ("train", "test", "forget", "remain")
 MODELS_DIR = Path("data/models")
+IMPORTED = MODELS_DIR / "imported.pt"  # stage import_model: the user's checkpoint's weights (empty when unset)
+IMPORTED_INFO = MODELS_DIR / "imported.json"  # whether a checkpoint was imported, its sha256 and size
+CHECKPOINT_CHECKED = MODELS_DIR / "checkpoint_checked.json"  # the stages that train wait for it (constant)
 METRICS_DIR = Path("metrics")
 PLOTS_DIR = Path("plots")
 REPORTS_DIR = Path("reports")
@@ -65,8 +68,14 @@ def summary(track: str, results: dict[str, dict], keys: dict[str, str]) -> dict:
     so its columns read ``random.avg_gap.amun`` and a regex on the middle part picks a
     metric for every method."""
     models = [name for name in results if name != "retrain"]
-    return {track: {short: {name: round(float(results[name][key]), 4) for name in models}
+    return {track: {short: {name: round(float(results[name][key]), 4) for name in models
+                            if results[name][key] is not None}
                     for key, short in keys.items() if all(key in results[name] for name in models)}}
+
+
+def runtime_ratio(seconds: float | None, reference_seconds: float | None) -> float | None:
+    """``seconds / reference_seconds``; None when either is unknown (an imported original)."""
+    return None if seconds is None or reference_seconds is None else seconds / reference_seconds
 
 
 def stage_device(params) -> torch.device:
@@ -197,8 +206,8 @@ def csv_text(header: list[str], rows: list[list]) -> str:
 
 def metric_cell(metrics: dict, key: str, digits: int = 2) -> str:
     """``metrics[key]`` for a report table, with its 95% interval over samples when the
-    metrics carry one (``<key>_ci95``, a half-width): ``52.10 ± 6.93``; ``-`` when absent."""
-    if key not in metrics:
+    metrics carry one (``<key>_ci95``, a half-width): ``52.10 ± 6.93``; ``-`` when absent or None."""
+    if metrics.get(key) is None:
         return "-"
     interval = metrics.get(f"{key}_ci95")
     return f"{metrics[key]:.{digits}f}" + ("" if interval is None else f" ± {interval:.{digits}f}")

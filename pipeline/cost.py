@@ -46,6 +46,13 @@ def _method_images(name: str, cfg, forget: float, remain: float) -> float:
     spec = METHODS.get(name)
     if name == "scrub":
         return cfg.epochs * remain + cfg.max_epochs * forget + forget
+    if name == "ssd":  # no training: one gradient pass over the forget set and one over all of train
+        return 2 * forget + remain
+    if name == "neggrad_plus":  # a forget batch beside every remain batch
+        return cfg.epochs * remain * (1 + (cfg.forget_batch_size or cfg.batch_size) / cfg.batch_size)
+    if name == "unsir":  # impair on the noise and the kept subset, repair on the subset (noise steps: negligible)
+        kept = min(remain, cfg.remain_per_class * CIFAR10["classes"])
+        return cfg.epochs * (kept + cfg.noise_copies * cfg.noise_samples) + cfg.repair_epochs * kept
     per_epoch = 0.0 if name in FORGET_FREE else forget
     if spec.remain_access(cfg):
         per_epoch += remain

@@ -55,7 +55,7 @@ def doctor(root: Path = Path(".")) -> int:
             report("dataset", f"{data.dataset}: {source}")
         except UserError as exc:  # a dataset problem, not a params one
             report("dataset", str(exc), ok=False)
-        named = [f for f in (data.forget.file, *params.requests.files, params.model.checkpoint) if f]
+        named = [f for f in (data.forget.file, *params.requests.files, params.original.checkpoint) if f]
         if named:
             missing = [f for f in named if not (root / f).is_file()]
             report("your files", f"{missing[0]}: not found" if missing else f"{', '.join(named)} present",

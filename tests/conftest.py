@@ -27,7 +27,7 @@ _PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 METHODS = tuple(_PARAMS["unlearn"])  # the method lists are params.yaml's sections, as in dvc.yaml
 MODELS = ("original", "retrain", *METHODS)
 CLASS_METHODS = tuple(_PARAMS["unlearn_class"])
-ALL_STAGES = {"prepare", "train", "retrain", "adversarial", "references", "ulira_shadows",
+ALL_STAGES = {"prepare", "import_model", "train", "retrain", "adversarial", "references", "ulira_shadows",
               *(f"unlearn@{m}" for m in METHODS), "evaluate", "requests", "requests_retrain", "audit", "retrain_class",
               *(f"unlearn_class@{m}" for m in CLASS_METHODS), "evaluate_class"}
 STUDY_STAGES = {"sweep_cell@0-0", "sweep_cell@1-0", "tuning_cell", "sweep_method@amun", "sweep_method@ft",
@@ -42,9 +42,10 @@ TINY_PARAMS = {
     "smoothness": {"targets": [None, 1.0], "seeds": [0], "methods": ["amun_no_remain"]},
     "adversarial": {"steps": 10},
     "references": {"K": 4, "epochs": 1},
-    "unlearn": {method: {"epochs": 2} for method in METHODS},
+    "unlearn": {method: {"epochs": 2} for method in METHODS if "epochs" in _PARAMS["unlearn"][method]},
     "class_track": {"retrain_seeds": 2},
-    "unlearn_class": {method: {"epochs": 1} for method in CLASS_METHODS},
+    "unlearn_class": {**{method: {"epochs": 1} for method in CLASS_METHODS if "epochs" in _PARAMS["unlearn_class"][method]},
+                      "unsir": {"epochs": 1, "noise_samples": 16, "noise_steps": 5, "noise_copies": 2}},
     "sweep": {"seeds": [0, 1], "forget_seeds": [0], "methods": ["amun", "ft"], "lr_grid": {"ft": [0.01, 0.05]},
               "step_grid": [5], "references": 4},
     "class_sweep": {"seeds": [0], "classes": [1], "methods": ["trw", "ft"], "lr_grid": {"ft": [0.01, 0.05]}},

@@ -15,7 +15,7 @@ from unlearn.errors import ConfigError
 
 MODULES = {
     "prepare": "prepare",
-    "train": "training", "retrain": "training",
+    "import_model": "import_model", "train": "training", "retrain": "training",
     "transfer": "transfer",
     "adversarial": "adversarial",
     "references": "references", "ulira_shadows": "ulira_shadows",

@@ -10,8 +10,8 @@ import numpy as np
 
 from unlearn.config import Params
 from unlearn.io import load_tensors, read_json, write_json, write_text
-from unlearn_pipeline.common import (METRICS_DIR, REPORTS_DIR, REQUESTS, REQUESTS_MODELS, load_prepared, metric_cell,
-                                     metrics_path, random_model, stage_device)
+from unlearn_pipeline.common import (IMPORTED_INFO, METRICS_DIR, REPORTS_DIR, REQUESTS, REQUESTS_MODELS, load_prepared,
+                                     metric_cell, metrics_path, random_model, stage_device)
 from unlearn_pipeline.html_report import document, table_html
 from unlearn_pipeline.model_store import input_example, load_model
 from unlearn_pipeline.scoring import ATTACK_REFERENCE
@@ -100,7 +100,8 @@ def verdict(metrics: dict, original: dict, retrained: dict | None, later: list[d
 def _page(method: str, asked: list[dict], metrics: dict, retrained: dict | None, later: list[dict], checks: dict,
           params: Params) -> str:
     m, original = metrics[method], metrics["original"]
-    source = params.model.checkpoint or "trained by this pipeline"
+    yours = _yours()
+    source = f"your checkpoint, {yours}" if yours else "trained by this pipeline"
     blocks = [_verdict_block(checks, params),
               "<h2>What was removed</h2>" + "".join(_request_block(i, r) for i, r in enumerate(asked)),
               f"<h2>How</h2><p>Method <b>{html.escape(method)}</b> (settings: params.yaml, "
@@ -196,14 +197,22 @@ def _membership_block(m: dict, original: dict, retrained: dict | None, later: li
     return text + _recipe_note(params)
 
 
+def _yours() -> str | None:
+    """The user's imported checkpoint, named by content (``original.checkpoint``'s sha256 and size:
+    a moved file re-runs nothing), or None when the pipeline trained the original."""
+    info = read_json(IMPORTED_INFO)
+    return f"sha256 {info['sha256'][:16]}, {info['bytes']:,} bytes" if info["imported"] else None
+
+
 def _recipe_note(params: Params) -> str:
     """Where the reference models' training recipe comes from (the user's model may have had another)."""
     t = params.train
     recipe = (f"params.yaml's <code>train</code> section ({t.epochs} epochs, batch {t.batch_size}, learning rate "
               f"{t.lr:g})")
-    if params.model.checkpoint is None:
+    yours = _yours()
+    if yours is None:
         return f"<p>The reference models, the retrained model and the original were all trained with {recipe}.</p>"
-    return (f"<p>The original model is yours (<code>{html.escape(params.model.checkpoint)}</code>), trained with "
+    return (f"<p>The original model is yours (the checkpoint with {html.escape(yours)}), trained with "
             f"your own recipe; the reference models and the retrained model were trained by this pipeline with "
             f"{recipe}, which may differ from yours: compare the original's kept-data accuracy with the retrained "
             f"model's above.</p>")

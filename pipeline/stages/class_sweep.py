@@ -210,15 +210,14 @@ def class_method(params: Params, run: TrackedRun, method: str) -> None:
                           f"{', '.join(params.unlearn_class.methods)}")
     data = load_prepared(stage_device(params))
     cfg = getattr(params.unlearn_class, method)
-    grid = sweep.lr_grid.get(method, [cfg.lr])
+    grid = _lr_grid(method, cfg, sweep.lr_grid)
     tuning, tuning_info = _load_cell(params, data, sweep.tuning_seed, sweep.tuning_class)
     gaps = {}
     for lr in grid:
-        gaps[lr] = _run_method(tuning, tuning_info, method, cfg.model_copy(update={"lr": lr}),
-                               shadows=False)[sweep.select_by]
-        log.info("%s, tuning cell, lr %g: %s %.4f", method, lr, sweep.select_by, gaps[lr])
+        gaps[lr] = _run_method(tuning, tuning_info, method, _with_lr(cfg, lr), shadows=False)[sweep.select_by]
+        log.info("%s, tuning cell, lr %s: %s %.4f", method, _lr_text(lr), sweep.select_by, gaps[lr])
     best = min(grid, key=gaps.get)
-    chosen = cfg.model_copy(update={"lr": best})
+    chosen = _with_lr(cfg, best)
     cells = {}
     for seed in sweep.seeds:
         for forget_class in sweep.classes:
@@ -227,9 +226,9 @@ def class_method(params: Params, run: TrackedRun, method: str) -> None:
             cells[name] = _run_method(cell, info, method, chosen, shadows=True)
             log.info("%s, cell %s: avg_gap %.4f", method, name, cells[name]["avg_gap"])
     write_json(method_path(method), {"lr": best, "select_by": sweep.select_by,
-                                     "tuning_gap_by_lr": {f"{lr:g}": round(gap, 4) for lr, gap in gaps.items()},
+                                     "tuning_gap_by_lr": {_lr_text(lr): round(gap, 4) for lr, gap in gaps.items()},
                                      "cells": cells})
-    run.log_metrics({"best_lr": best, **{f"{key}.{name}": float(m[key]) for name, m in cells.items()
+    run.log_metrics({**({} if best is None else {"best_lr": best}), **{f"{key}.{name}": float(m[key]) for name, m in cells.items()
                                          for key in GAP_KEYS if key in m}})
 
 
@@ -274,6 +273,24 @@ def class_report(params: Params, run: TrackedRun) -> None:
     run.log_artifact(REPORTS_DIR / "class_sweep.md", "report")
 
 
+def _lr_grid(method: str, cfg, lr_grids: dict[str, list[float]]) -> list[float | None]:
+    """The rates tried (its ``lr_grid`` entry, else its own); ``[None]`` for a method without a
+    learning rate (SSD: training-free), which ``lr_grid`` must then not name."""
+    if "lr" in type(cfg).model_fields:
+        return lr_grids.get(method, [cfg.lr])
+    if method in lr_grids:
+        raise ConfigError(f"class_sweep.lr_grid.{method}: {method} has no learning rate (training-free); remove it")
+    return [None]
+
+
+def _with_lr(cfg, lr: float | None):
+    return cfg if lr is None else cfg.model_copy(update={"lr": lr})
+
+
+def _lr_text(lr: float | None) -> str:
+    return "-" if lr is None else f"{lr:g}"
+
+
 def _rounded(summary: dict) -> dict:
     return {k: round(v, 4) for k, v in summary.items()}
 
@@ -286,7 +303,7 @@ def _markdown(params: Params, names: list[str], summary: dict, above_floor: dict
         return "-" if stats is None else f"{stats['mean']:.{digits}f} ± {stats['ci95']:.{digits}f}"
 
     header = ["model", "lr", *REPORT_KEYS]
-    rows = [[name, f"{methods[name]['lr']:g}" if name in methods else "-",
+    rows = [[name, _lr_text(methods[name]["lr"]) if name in methods else "-",
              *(cell(summary[name].get(k), 3 if k == "tv_to_retrain" else 2) for k in REPORT_KEYS)]
             for name in summary]
     floor = summary["retrain"]["mia_nn_floor"]

@@ -9,7 +9,7 @@ from unlearn.config import Params
 from unlearn.io import read_json, write_json, write_text
 from unlearn_pipeline.common import (INTERVAL_NOTE, REPORTS_DIR, csv_text, figure, load_prepared, load_references,
                                      markdown_table, metric_cell, metrics_path, random_model, roc_path, runtime_path,
-                                     stage_device, summary)
+                                     runtime_ratio, stage_device, summary)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.requests_scoring import REQUESTS_REPORT, score_requests
 from unlearn_pipeline.scoring import ATTACK_REFERENCE, split_and_attack_metrics
@@ -79,7 +79,8 @@ def measure(name: str, params: Params, data, keep, reference_logits) -> dict:
     metrics = {**{k: round(v, 4) for k, v in metrics.items()}, **read_json(runtime_path(random_model(name)))}
     fpr, tpr = roc_curve_points(scores["rmia"][data.splits["forget"]], scores["rmia"][data.splits["test"]])
     write_text(roc_path(name), csv_text(["fpr", "tpr"], [[f"{f:.5f}", f"{t:.5f}"] for f, t in zip(fpr, tpr)]))
-    log.info("%s: %s", name, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if not isinstance(v, bool)))
+    log.info("%s: %s", name, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()
+                                     if isinstance(v, (int, float)) and not isinstance(v, bool)))
     return metrics
 
 
@@ -128,9 +129,10 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
     for metrics in results.values():
         metrics["rmia_gap"] = round(abs(metrics["mia_rmia_auc"] - reference["mia_rmia_auc"]), 4)
         if "retrain" in results:
+            ratio = runtime_ratio(metrics["runtime_s"], reference["runtime_s"])
             metrics.update(avg_gap=round(avg_gap(metrics, reference), 4),
                            avg_gap_svc=round(avg_gap(metrics, reference, SVC_KEYS), 4),
-                           runtime_vs_retrain=round(metrics["runtime_s"] / reference["runtime_s"], 4))
+                           runtime_vs_retrain=None if ratio is None else round(ratio, 4))
         if "ulira_auc" in metrics:  # the gap, and the signed distances to retrain's AUC and to 50
             signed = metrics["ulira_auc"] - reference["ulira_auc"]
             metrics.update(ulira_gap=round(abs(signed), 4), ulira_gap_signed=round(signed, 4),

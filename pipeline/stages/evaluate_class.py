@@ -9,8 +9,8 @@ from unlearn.config import Params
 from unlearn.io import read_json, write_json, write_text
 from unlearn_pipeline.class_track import class_model, class_split, retrain_name
 from unlearn_pipeline.common import (INTERVAL_NOTE, PLOTS_DIR, REPORTS_DIR, csv_text, figure, load_prepared,
-                                     load_references, markdown_table, metric_cell, runtime_path, stage_device,
-                                     summary)
+                                     load_references, markdown_table, metric_cell, runtime_path, runtime_ratio,
+                                     stage_device, summary)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun, log_model_runs
@@ -93,7 +93,7 @@ def evaluate_class(params: Params, run: TrackedRun) -> None:
             signed = metrics["ulira_auc"] - reference["ulira_auc"]
             metrics.update(ulira_gap=abs(signed), ulira_gap_signed=signed, ulira_to_50=metrics["ulira_auc"] - 50.0)
     for name, metrics in results.items():
-        metrics["runtime_vs_retrain"] = metrics["runtime_s"] / reference["runtime_s"]
+        metrics["runtime_vs_retrain"] = runtime_ratio(metrics["runtime_s"], reference["runtime_s"])
         rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
         write_json(CLASS_METRICS / f"{name}.json", rounded)
     forget_class = params.class_track.forget_class

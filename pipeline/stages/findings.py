@@ -200,6 +200,7 @@ def _tables(result: dict, smooth: dict, transfer: dict) -> list[tuple[str, list[
                                                                               "interval"],
                        [[name, _fmt(d), f"[{d['low']:.2f}, {d['high']:.2f}]"]
                         for name, d in f["evidence"]["differences"].items()]))
+        tables.extend(_beside_tables(key, f["evidence"].get("beside_thesis")))
     keys = ("test_acc", "forget_acc", "mia_rmia_auc", "avg_gap", "lipschitz_bound")
     tables.append((f"F2: smoothness vs gap ({smooth['seeds']} seeds)", ["target", "model", *keys],
                    [[label, model, *(_fmt(m[k]) if k in m else "-" for k in keys)]
@@ -220,6 +221,20 @@ def _tables(result: dict, smooth: dict, transfer: dict) -> list[tuple[str, list[
     return tables
 
 
+def _beside_tables(key: str, beside: dict | None) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The baselines beyond the thesis's set, per finding (and attack, for F6): mean and the
+    per-cell difference from the finding's subject, 95% (not Bonferroni: nothing is judged)."""
+    if not beside:
+        return []
+    by_attack = beside if all(isinstance(v, dict) and "mean" not in v for v in beside.values()) else {"": beside}
+    subject = {"F1": "AMUN", "F5": "retrain's floor", "F6": "TRW"}.get(key, "the subject")
+    return [(f"{key}{f' ({attack})' if attack else ''}: beyond the thesis, reported beside it, not judged",
+             ["method", "mean", f"minus {subject}, mean ± 95%", "interval"],
+             [[name, f"{m['mean']:.2f}", _fmt(m["difference"]),
+               f"[{m['difference']['low']:.2f}, {m['difference']['high']:.2f}]"] for name, m in rows.items()])
+            for attack, rows in by_attack.items() if rows]
+
+
 INTRO = ("The thesis's findings on random-sample unlearning, smooth models and class unlearning, each judged by "
          "the rule stated with it over the cells or seeds the studies measured (`dvc repro studies/dvc.yaml`). "
          "yes: every paired difference's interval lies above 0; no: one lies below 0, or inside the finding's "
@@ -227,7 +242,9 @@ INTRO = ("The thesis's findings on random-sample unlearning, smooth models and c
          "tell the original from the retrained model, or the like). Intervals are Student-t over cells, "
          "Bonferroni-adjusted within each finding; 'detectable' is the largest adjusted half-width, about the "
          "smallest true difference the cells could show. Margins and controls are fixed in params.yaml "
-         "(findings) before the studies run. Nothing was tuned towards a finding: every verdict is a measurement.")
+         "(findings) before the studies run. Nothing was tuned towards a finding: every verdict is a measurement. "
+         "Each verdict judges the thesis's comparison set; the baselines the field compares with now (NegGrad+, "
+         "SCRUB on the random track, SSD, UNSIR) are reported beside F1, F5 and F6, never in their verdicts.")
 
 
 def _markdown(result: dict, smooth: dict, transfer: dict) -> str:

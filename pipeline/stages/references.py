@@ -15,7 +15,6 @@ import numpy as np
 
 from unlearn.config import Params
 from unlearn.io import atomic_path, save_tensors
-from unlearn_pipeline.checkpoint_check import check_checkpoint
 from unlearn_pipeline.common import (KEEP, device_tags, job_params, load_prepared, logits_path, remove_checkpoints,
                                      stage_device)
 from unlearn_pipeline.fitting import train_model
@@ -34,7 +33,6 @@ def references(params: Params, run: TrackedRun) -> None:
     from unlearn.execution import Job, run_jobs
 
     cfg = params.references
-    check_checkpoint(params)
     data = load_prepared()
     keep = keep_matrix(cfg.K, len(data.labels), params.seed)
     with atomic_path(KEEP) as tmp, open(tmp, "wb") as handle:

@@ -16,7 +16,6 @@ import numpy as np
 
 from unlearn.config import Params
 from unlearn.io import read_json, save_tensors, write_json
-from unlearn_pipeline.checkpoint_check import check_checkpoint
 from unlearn_pipeline.common import (REQUESTS, REQUESTS_MODELS, REQUESTS_RETRAINS, forgotten_so_far, load_prepared,
                                      random_model, stage_device)
 from unlearn_pipeline.model_store import load_model
@@ -58,7 +57,6 @@ def requests_retrain(params: Params, run: TrackedRun) -> None:
     times: dict[str, float] = {}
     REQUESTS_RETRAINS.mkdir(parents=True, exist_ok=True)
     if params.retrain.enabled and len(asked) > 1:
-        check_checkpoint(params)
         data = load_prepared(stage_device(params))
         forgotten = forgotten_so_far(asked)
         for i in range(1, len(asked)):

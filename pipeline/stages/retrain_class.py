@@ -9,7 +9,6 @@ from unlearn_pipeline.class_track import class_split, retrain_name, retrain_seed
 from unlearn_pipeline.common import (device_tags, job_params, load_prepared, model_path, remove_checkpoints,
                                      runtime_path, stage_device)
 from unlearn_pipeline.fitting import train_model
-from unlearn_pipeline.checkpoint_check import check_checkpoint
 from unlearn_pipeline.model_store import input_example
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -22,7 +21,6 @@ def retrain_class(params: Params, run: TrackedRun) -> None:
     (the ``train`` recipe) on every train sample outside the forgotten class."""
     from unlearn.execution import Job, run_jobs
 
-    check_checkpoint(params)
     seeds = params.class_track.retrain_seeds
     jobs = [Job(train_class_retrain, {"k": k, "params_file": "params.yaml", "parent_run_id": run.run_id},
                 name=f"retrain_class {k}") for k in range(seeds)]

@@ -111,7 +111,7 @@ def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
     cfg = getattr(params.unlearn, method)
     tuning = _load_cell(params, data, sweep.tuning_seed, sweep.tuning_forget_seed)
     gaps, points = {}, {}
-    for point in tuning_points(cfg, sweep.lr_grid.get(method, [cfg.lr]), sweep.step_grid):
+    for point in method_points(method, cfg, sweep.lr_grid, sweep.step_grid):
         label = point_label(point)
         with TrackedRun(f"sweep_method/{method}/{label}", {k: v for k, v in point.items() if k != "schedule"},
                         tags={"unlearn.job": "tune-point"}, parent=run.run_id) as tracked:
@@ -120,7 +120,8 @@ def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
         gaps[label], points[label] = metrics[sweep.select_by], point
         log.info("%s, tuning cell, %s: %s %.4f", method, label, sweep.select_by, gaps[label])
     best = min(gaps, key=gaps.get)
-    run.log_metrics({"best_lr": points[best]["lr"], f"best_{sweep.select_by}": gaps[best]})
+    run.log_metrics({**({"best_lr": points[best]["lr"]} if "lr" in points[best] else {}),
+                     f"best_{sweep.select_by}": gaps[best]})
     chosen = cfg.model_copy(update=points[best])
     cells = {}
     for seed in sweep.seeds:
@@ -129,11 +130,22 @@ def sweep_method(params: Params, run: TrackedRun, method: str) -> None:
             cells[cell_dir(seed, forget_seed).name] = run_method(cell, method, chosen, seed)
             log.info("%s, cell %s: avg_gap %.4f", method, cell_dir(seed, forget_seed).name,
                      cells[cell_dir(seed, forget_seed).name]["avg_gap"])
-    write_json(method_path(method), {"lr": points[best]["lr"], "step_size": chosen.step_size,
-                                     "schedule": chosen.schedule, "select_by": sweep.select_by,
+    write_json(method_path(method), {"lr": points[best].get("lr"), "step_size": getattr(chosen, "step_size", None),
+                                     "schedule": getattr(chosen, "schedule", None), "select_by": sweep.select_by,
                                      "tuning_gap": {label: round(gap, 4) for label, gap in gaps.items()},
                                      "cells": cells})
     run.log_metrics({f"{key}.{name}": float(m[key]) for name, m in cells.items() for key in ("avg_gap", "avg_gap_svc")})
+
+
+def method_points(method: str, cfg, lr_grids: dict[str, list[float]], step_grid: list[int]) -> list[dict]:
+    """A method's tuning points (:func:`tuning_points` over its ``lr_grids`` entry, else its
+    own rate); one empty point, its section as it is, for a method without a learning rate
+    (SSD: training-free), which ``lr_grids`` must then not name."""
+    if "lr" not in type(cfg).model_fields:
+        if method in lr_grids:
+            raise ConfigError(f"sweep.lr_grid.{method}: {method} has no learning rate (training-free); remove it")
+        return [{}]
+    return tuning_points(cfg, lr_grids.get(method, [cfg.lr]), step_grid)
 
 
 def tuning_points(cfg, lr_grid: list[float], step_grid: list[int]) -> list[dict]:
@@ -146,6 +158,8 @@ def tuning_points(cfg, lr_grid: list[float], step_grid: list[int]) -> list[dict]
 
 
 def point_label(point: dict) -> str:
+    if "lr" not in point:
+        return "as set"
     return f"lr={point['lr']:g}" + (f",step={point['step_size']}" if "step_size" in point else "")
 
 
@@ -198,6 +212,8 @@ def sweep_report(params: Params, run: TrackedRun) -> None:
 
 
 def _recipe(result: dict) -> str:
+    if result.get("lr") is None:
+        return "- (no rate)"
     step = f" ({result['step_size']})" if result.get("schedule") == "step" else ""
     return f"{result['lr']:g}{step}"
 

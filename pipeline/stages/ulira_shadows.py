@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from unlearn.config import Params
 from unlearn.io import save_tensors
-from unlearn_pipeline.checkpoint_check import check_checkpoint
 from unlearn_pipeline.common import device_tags, job_params, load_prepared, remove_checkpoints, stage_device
 from unlearn_pipeline.fitting import train_model
 from unlearn_pipeline.stages import stage
@@ -23,7 +22,6 @@ def ulira_shadows(params: Params, run: TrackedRun) -> None:
     logits) and a ``retrain`` shadow (the remain set alone; candidate logits)."""
     from unlearn.execution import Job, run_jobs
 
-    check_checkpoint(params)
     jobs = [Job(train_shadow, {"track": track, "kind": kind, "s": s, "params_file": "params.yaml",
                                "parent_run_id": run.run_id}, name=f"shadow {track} {kind} {s}")
             for track in TRACKS for kind in KINDS for s in range(params.ulira.shadows)]

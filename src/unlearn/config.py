@@ -146,15 +146,20 @@ class ModelConfig(_Section):
     input channels from the data; ``cifar_stem: true`` gives ResNet-like stems a 3x3 stride-1
     first convolution and no max-pool, for 32x32 inputs). ``width: null`` takes the
     architecture's default; ``batch_norm: false`` builds it without BatchNorm (registry
-    models only). ``checkpoint``: an existing model (a state_dict ``.pt``/``.pth`` or a
-    ``.safetensors`` file under data/user/models/) that ``train`` imports as the original
-    model instead of training one."""
+    models only). A trained model of one's own is ``original.checkpoint``."""
 
     name: Annotated[str, AfterValidator(_model_name)] = "small_cnn"
     width: Optional[PositiveInt] = None
     batch_norm: bool = True
     cifar_stem: bool = False
-    checkpoint: Optional[CheckpointPath] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data):
+        if isinstance(data, dict) and "checkpoint" in data:
+            raise ValueError("checkpoint moved to original.checkpoint (its own section: stage import_model alone "
+                             "reads it, so a moved checkpoint re-runs nothing else)")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelConfig":
@@ -169,6 +174,15 @@ class ModelConfig(_Section):
             raise ValueError(f"cifar_stem is for torchvision:<builder> models; {self.name} already fits "
                              f"small inputs (set cifar_stem: false)")
         return self
+
+
+class OriginalConfig(_Section):
+    """Where the original model comes from: ``checkpoint: null`` trains it (stage ``train``, the
+    ``train`` recipe); else an existing model, a state_dict ``.pt``/``.pth`` or a
+    ``.safetensors`` file under data/user/models/, that stage ``import_model`` checks and
+    imports instead (its architecture is ``model``)."""
+
+    checkpoint: Optional[CheckpointPath] = None
 
 
 class RetrainConfig(_Section):
@@ -365,6 +379,66 @@ class _MethodSections(_Section):
         return [name for name in type(self).model_fields if name in self.model_fields_set]
 
 
+class ScrubConfig(FinetuneConfig):
+    """SCRUB: ``max_epochs`` of the ``epochs`` also run the forget-set "max" pass (in batches of
+    ``forget_batch_size``; null = ``batch_size``); the remain loss is ``gamma`` * CE +
+    ``alpha`` * KL to the original model at ``kd_temperature`` (times T^2 when
+    ``kd_t_squared``, as SCRUB's code scales it). ``presets/scrub-official.yaml`` sets the
+    authors' CIFAR settings."""
+
+    epochs: PositiveInt = 8
+    batch_size: PositiveInt = 64
+    forget_batch_size: Optional[PositiveInt] = None
+    lr: PositiveFloat = 0.05
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    max_epochs: NonNegInt = 5
+    alpha: NonNegFloat = 1.0
+    gamma: NonNegFloat = 1.0
+    kd_temperature: PositiveFloat = 2.0
+    kd_t_squared: bool = False
+
+
+class NegGradPlusConfig(FinetuneConfig):
+    """NegGrad+: each step minimises ``alpha`` * CE(a remain batch) - (1 - ``alpha``) * CE(a forget
+    batch of ``forget_batch_size``; null = ``batch_size``); the authors' small-scale CIFAR
+    settings are alpha 0.95, 10 epochs, lr 0.01, batches 128 and 64."""
+
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    alpha: Annotated[float, _interval(0, 1)] = 0.95
+    forget_batch_size: Optional[PositiveInt] = 64
+
+
+class SsdConfig(_Section):
+    """SSD (training-free): dampen the parameters whose forget-set importance exceeds ``alpha``
+    times their whole-training-set importance, by ``dampening`` * that ratio's inverse (at
+    most 1); importances from batches of ``batch_size``. The authors' ResNet-18 settings:
+    alpha 10, dampening 1, batch 64 (class) or 128 (random)."""
+
+    alpha: PositiveFloat = 10.0
+    dampening: PositiveFloat = 1.0
+    batch_size: PositiveInt = 128
+
+
+class UnsirConfig(FinetuneConfig):
+    """UNSIR (class track): ``noise_samples`` error-maximising noise inputs per forgotten class
+    (Adam at ``noise_lr`` for ``noise_steps`` steps, L2 weight ``noise_l2``), ``noise_copies``
+    copies of them mixed with up to ``remain_per_class`` remain samples per kept class for the
+    impair epochs (the keys of ``train``), then ``repair_epochs`` on those remain samples at
+    ``repair_lr``. The authors' notebook: 256, 0.1, 40, 0.1, 20, 1000, one epoch each."""
+
+    epochs: PositiveInt = 1
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    lr: PositiveFloat = 0.02
+    noise_samples: PositiveInt = 256
+    noise_steps: PositiveInt = 40
+    noise_lr: PositiveFloat = 0.1
+    noise_l2: NonNegFloat = 0.1
+    noise_copies: PositiveInt = 20
+    remain_per_class: PositiveInt = 1000
+    repair_epochs: PositiveInt = 1
+    repair_lr: PositiveFloat = 0.01
+
+
 class UnlearnConfig(_MethodSections):
     """One section per unlearning method (stage ``unlearn@<method>``); editing one
     re-runs only that method. The registry of methods is :mod:`unlearn.unlearning`."""
@@ -378,6 +452,9 @@ class UnlearnConfig(_MethodSections):
     l1_sparse: L1SparseConfig = Field(default_factory=L1SparseConfig)
     salun: SalUnConfig = Field(default_factory=SalUnConfig)
     bs: BoundaryShrinkConfig = Field(default_factory=BoundaryShrinkConfig)
+    neggrad_plus: NegGradPlusConfig = Field(default_factory=NegGradPlusConfig)  # beyond the thesis: the field's
+    scrub: ScrubConfig = Field(default_factory=ScrubConfig)
+    ssd: SsdConfig = Field(default_factory=SsdConfig)
 
 
 class TrwConfig(RemainOptionalConfig):
@@ -399,25 +476,6 @@ class TrwConfig(RemainOptionalConfig):
     temperature: PositiveFloat = 0.1
 
 
-class ScrubConfig(FinetuneConfig):
-    """SCRUB: ``max_epochs`` of the ``epochs`` also run the forget-set "max" pass (in batches of
-    ``forget_batch_size``; null = ``batch_size``); the remain loss is ``gamma`` * CE +
-    ``alpha`` * KL to the original model at ``kd_temperature`` (times T^2 when
-    ``kd_t_squared``, as SCRUB's code scales it). ``presets/scrub-official.yaml`` sets the
-    authors' CIFAR settings."""
-
-    epochs: PositiveInt = 8
-    batch_size: PositiveInt = 64
-    forget_batch_size: Optional[PositiveInt] = None
-    lr: PositiveFloat = 0.05
-    schedule: Literal["constant", "step", "cosine"] = "constant"
-    max_epochs: NonNegInt = 5
-    alpha: NonNegFloat = 1.0
-    gamma: NonNegFloat = 1.0
-    kd_temperature: PositiveFloat = 2.0
-    kd_t_squared: bool = False
-
-
 class UnlearnClassConfig(_MethodSections):
     """One section per class-unlearning method (stage ``unlearn_class@<method>``), each a
     fine-tuning recipe from the original model (the keys of ``train``)."""
@@ -431,6 +489,9 @@ class UnlearnClassConfig(_MethodSections):
     be: RemainOptionalConfig = Field(default_factory=RemainOptionalConfig)
     salun: SalUnConfig = Field(default_factory=SalUnConfig)
     scrub: ScrubConfig = Field(default_factory=ScrubConfig)
+    neggrad_plus: NegGradPlusConfig = Field(default_factory=NegGradPlusConfig)  # beyond the thesis: the field's
+    ssd: SsdConfig = Field(default_factory=SsdConfig)
+    unsir: UnsirConfig = Field(default_factory=UnsirConfig)
 
 
 class ClassTrackConfig(_Section):
@@ -703,6 +764,7 @@ class Params(_Section):
     seed: NonNegInt = 0
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    original: OriginalConfig = Field(default_factory=OriginalConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     lipschitz: LipschitzConfig = Field(default_factory=LipschitzConfig)

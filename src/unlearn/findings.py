@@ -194,12 +194,23 @@ def rmia_stronger(rmia_auc: Sequence[float], feature_auc: Sequence[float], separ
 
 AMUN_VARIANTS = ("amun", "amun_no_remain", "amun_salun")  # AMUN itself; every other method is a baseline
 BASES = ("original", "retrain")
+# baselines the field compares with now, beyond the thesis's comparison set: reported beside each
+# finding (``evidence.beside_thesis``), never in its verdict (the thesis made no claim about them)
+BEYOND_THESIS = {"random": ("neggrad_plus", "scrub", "ssd"), "class": ("neggrad_plus", "ssd", "unsir")}
+
+
+def beside_thesis(values: Mapping[str, Sequence[float]], reference: Sequence[float], extras: Sequence[str]) -> dict:
+    """Per method of ``extras`` present in ``values``: its mean and the 95% interval of its per-cell
+    difference from ``reference`` (the finding's subject or floor, the same cells in the same order)."""
+    return {name: {"mean": interval(values[name])["mean"],
+                   "difference": interval(np.subtract(values[name], reference).tolist())}
+            for name in extras if name in values}
 
 
 def baseline_groups(cells: Mapping[str, Sequence[Mapping]]) -> dict[str, list[str]]:
     """AMUN's name in each access group -> the baselines of that group (``remain_access``
     of their metrics): ``amun`` with remain access, ``amun_no_remain`` without."""
-    groups = {amun: [m for m, per_cell in cells.items() if m not in (*AMUN_VARIANTS, *BASES)
+    groups = {amun: [m for m, per_cell in cells.items() if m not in (*AMUN_VARIANTS, *BASES, *BEYOND_THESIS["random"])
                      and per_cell[0].get("remain_access", True) == (amun == "amun")]
               for amun in ("amun", "amun_no_remain") if amun in cells}
     return {amun: bases for amun, bases in groups.items() if bases}
@@ -231,9 +242,13 @@ def seed_study_findings(cells: Mapping[str, Sequence[Mapping]], margins: Mapping
     -> its metrics per cell, the same cells in the same order, each with ``avg_gap``."""
     gaps = {name: [c["avg_gap"] for c in per_cell] for name, per_cell in cells.items()}
     sees = rmia_sees_the_original(cells["original"], cells["retrain"], alpha)
-    return {"F1": amun_smallest_gap(gaps, baseline_groups(cells), margins["F1"], alpha, sees),
+    thesis = {name: per_cell for name, per_cell in cells.items() if name not in BEYOND_THESIS["random"]}
+    f1 = amun_smallest_gap(gaps, baseline_groups(cells), margins["F1"], alpha, sees)
+    if "amun" in gaps:
+        f1["evidence"]["beside_thesis"] = beside_thesis(gaps, gaps["amun"], BEYOND_THESIS["random"])
+    return {"F1": f1,
             "F4": rmia_stronger([c["mia_rmia_auc"] for c in cells["original"]],
-                                [c["mia_loss_auc"] for c in cells["original"]], methods_told_from_retrain(cells),
+                                [c["mia_loss_auc"] for c in cells["original"]], methods_told_from_retrain(thesis),
                                 margins["F4"], alpha, sees)}
 
 
@@ -290,7 +305,7 @@ def class_study_findings(cells: Mapping[str, Sequence[Mapping]], margins: Mappin
     subject; ``variants`` (e.g. other TRW configurations) are reported beside it and are not
     prior methods."""
     methods = [name for name in cells if name not in BASES]
-    prior = [name for name in methods if name != method and name not in variants]
+    prior = [name for name in methods if name != method and name not in (*variants, *BEYOND_THESIS["class"])]
     floor = [c["mia_nn_floor"] for c in cells["retrain"]]
     controls = class_track_controls(cells, alpha)
     keys = {"MIA-NN": "mia_nn_gap", "U-LiRA": "ulira_gap"}
@@ -306,9 +321,16 @@ def class_study_findings(cells: Mapping[str, Sequence[Mapping]], margins: Mappin
                     for attack, key in measured.items()}
     f6 = trw_smallest_gaps(judged, margins["F6"], alpha, any_exposes, method, skipped)
     f6["evidence"]["variants_mean_gap"] = variant_gaps
-    return {"F5": mia_nn_exposes({name: [c["mia_nn_gap"] for c in cells[name]] for name in prior}, floor,
-                                 margins["F5"], alpha, controls["MIA-NN"]),
-            "F6": f6}
+    extras = [name for name in BEYOND_THESIS["class"] if name in cells]
+    f6["evidence"]["beside_thesis"] = {
+        attack: beside_thesis({name: [c[key] for c in cells[name]] for name in extras},
+                              [c[key] for c in cells[method]], extras)
+        for attack, key in measured.items() if method in cells}
+    f5 = mia_nn_exposes({name: [c["mia_nn_gap"] for c in cells[name]] for name in prior}, floor,
+                        margins["F5"], alpha, controls["MIA-NN"])
+    f5["evidence"]["beside_thesis"] = beside_thesis({name: [c["mia_nn_gap"] for c in cells[name]] for name in extras},
+                                                    floor, extras)
+    return {"F5": f5, "F6": f6}
 
 
 def against_margin(difference: float, half_width: float, margin: float, samples: int) -> dict:

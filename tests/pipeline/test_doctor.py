@@ -32,10 +32,10 @@ def test_doctor_reports_environment_dataset_and_dvc_state_and_fails_on_damage(pr
     assert done.returncode == 1
     assert "data/prepared/forget.npy: missing or does not match its hash" in done.stdout
 
-    write_params(project, {"model": {"checkpoint": "data/user/models/absent.pt"}})
+    write_params(project, {"original": {"checkpoint": "data/user/models/absent.pt"}})
     done = doctor(project)
     assert done.returncode == 1 and "data/user/models/absent.pt: not found" in done.stdout
-    write_params(project, {"model": {"checkpoint": None}})
+    write_params(project, {"original": {"checkpoint": None}})
 
     write_params(project, {"data": {"dataset": "cifar10", "root": "nowhere"}})
     done = doctor(project)
@@ -49,7 +49,7 @@ def test_doctor_reports_environment_dataset_and_dvc_state_and_fails_on_damage(pr
 
 def test_same_params_and_seed_give_bit_identical_splits_and_models(project):
     def outputs() -> dict[str, str]:
-        for stage in ("prepare", "train"):
+        for stage in ("prepare", "import_model", "train"):
             done = run(project, "unlearn_pipeline", stage)
             assert done.returncode == 0, done.stderr
         files = sorted((project / "data" / "prepared").glob("*")) + [project / "data" / "models" / "original.pt",

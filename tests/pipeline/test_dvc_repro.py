@@ -47,7 +47,7 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     report = (project / "reports" / "results.md").read_text()
     with_remain, without = report.split("## Without remain access")
     assert all(f"| {m} |" in with_remain for m in ("retrain", "original", "amun", "amun_salun", "ft", "rl",
-                                                     "l1_sparse", "salun", "bs"))
+                                                     "l1_sparse", "salun", "bs", "neggrad_plus", "scrub", "ssd"))
     assert all(f"| {m} |" in without for m in ("retrain", "amun_no_remain", "ga"))
     adversarial = json.loads((project / "metrics" / "adversarial.json").read_text())
     assert adversarial["samples"] == 135 and adversarial["eps_init"] > 0 and adversarial["capped"] == 0

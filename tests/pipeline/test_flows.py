@@ -23,7 +23,7 @@ def test_stage_order_comes_from_dvc(project):
                                             "ulira_shadows", *(f"unlearn@{m}" for m in sorted(METHODS)))
     assert by_name["evaluate"].cmd == "python -m unlearn_pipeline evaluate"
     assert by_name["unlearn@amun"].upstream == ("adversarial", "prepare", "train", "ulira_shadows")
-    assert [n.address for n in dvc_stages(project, ["train"])] == ["prepare", "train"]
+    assert [n.address for n in dvc_stages(project, ["train"])] == ["prepare", "import_model", "train"]
     assert by_name["evaluate_class"].upstream == ("prepare", "references", "retrain_class", "train", "ulira_shadows",
                                                   *(f"unlearn_class@{m}" for m in sorted(CLASS_METHODS)))
 
@@ -46,7 +46,7 @@ def test_a_waiting_stage_never_holds_a_worker_an_independent_ready_stage_needs()
 
 
 TARGETS = ["retrain", "adversarial"]  # a sub-graph where two branches can overlap after prepare
-TARGET_STAGES = {"prepare", "train", *TARGETS}
+TARGET_STAGES = {"prepare", "import_model", "train", *TARGETS}
 
 
 def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefect_server):

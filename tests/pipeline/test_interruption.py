@@ -35,7 +35,7 @@ def _kill_mid_training(root, sig):
 
 def test_killed_training_resumes_to_the_uninterrupted_result(project):
     write_params(project, {"train": {"epochs": 12}})
-    for stage in ("prepare", "train"):  # the uninterrupted reference, outside DVC (no run cache entry)
+    for stage in ("prepare", "import_model", "train"):  # the uninterrupted reference, outside DVC (no run cache entry)
         assert subprocess.run([sys.executable, "-m", "unlearn_pipeline", stage], cwd=project).returncode == 0
     reference = _hashes(project)
     assert not (project / ".checkpoints" / "original.pt").exists()  # removed once the model is stored

@@ -55,7 +55,8 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
     (project / "data/user/forget/request2.txt").write_text("# second request\n" + "\n".join(map(str, second)))
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["data"]["forget"] = {"mode": "list", "file": "data/user/forget/request1.csv", "fraction": None}
-    params["model"] = {"name": "torchvision:resnet18", "cifar_stem": True, "checkpoint": "data/user/models/mine.pt"}
+    params["model"] = {"name": "torchvision:resnet18", "cifar_stem": True}
+    params["original"] = {"checkpoint": "data/user/models/mine.pt"}
     params["lipschitz"]["method"] = "none"
     params["unlearn"] = {name: {**params["unlearn"][name], "epochs": 1} for name in ("amun", "ft")}
     params["ulira"]["shadows"] = 0
@@ -99,7 +100,8 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
     assert audited.data.tags.get("mlflow.log-model.history") or audited.outputs.model_outputs
     artifacts = mlflow_artifacts(audited.info.run_id)
     assert "audit/audit.html" in artifacts
-    assert runs["train"].data.tags["model.checkpoint"] == "data/user/models/mine.pt"
+    assert runs["import_model"].data.tags["original.checkpoint"] == "data/user/models/mine.pt"
+    assert runs["train"].data.tags["original"] == "imported"
     version, registered = _registered("unlearn-audited-amun", "1")
     assert version.tags["audit.requests"] == "2" and version.tags["audit.samples"] == "30"
     final = torch.load(project / "data/requests/amun-2.pt", weights_only=True)
@@ -127,12 +129,33 @@ def test_a_forget_list_leaves_a_model_from_outside_and_the_audit_says_so(project
     assert set(re.findall(r"Running stage '([^']+)'", repro.stdout)) == {
         "prepare", "requests", "requests_retrain", "evaluate", "audit"}
 
+    (project / "data/user/models/mine.pt").rename(project / "data/user/models/moved.pt")  # same weights, elsewhere
+    params["original"]["checkpoint"] = "data/user/models/moved.pt"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _changed(project) == {"import_model"}
+    repro = subprocess.run(["dvc", "repro", "audit"], cwd=project, capture_output=True, text=True)
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    assert set(re.findall(r"Running stage '([^']+)'", repro.stdout)) == {"import_model"}  # the same content
+    params["train"]["epochs"] = 2  # the recipe of retrain and the references, not of an import
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = _changed(project)
+    assert "import_model" not in changed and {"train", "retrain", "references"} <= changed
+    params["train"]["epochs"] = 1
+
     torch.save(torch.nn.Linear(2, 2), project / "data/user/models/pickled.pt")  # a module, not its state_dict
-    params["model"]["checkpoint"] = "data/user/models/pickled.pt"
+    params["original"]["checkpoint"] = "data/user/models/pickled.pt"
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repro = subprocess.run(["dvc", "repro", "audit"], cwd=project, capture_output=True, text=True)
     assert repro.returncode != 0 and "epoch 1/" not in repro.stdout + repro.stderr  # before any training
     assert "pickled.pt: holds a pickled object, not only weights; save the weights with torch.save(" in repro.stderr
+
+
+def _changed(project) -> set[str]:
+    """The stages up to ``audit`` whose own inputs changed (``dvc status``; the class track never ran here)."""
+    status = subprocess.run(["dvc", "status", "--json", "--with-deps", "audit"], cwd=project, capture_output=True,
+                            text=True)
+    assert status.returncode == 0, status.stderr
+    return set(json.loads(status.stdout))
 
 
 def _registered(name: str, version: str):

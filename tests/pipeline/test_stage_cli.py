@@ -25,7 +25,7 @@ def test_bad_param_exits_2_with_one_line_and_writes_nothing(project):
 def test_missing_inputs_are_named(project):
     done = run_stage(project, "train")
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == "error: data/prepared/meta.json: file not found"
+    assert done.stderr.strip().splitlines()[-1] == "error: data/models/imported.pt: file not found"  # import_model's
 
 
 def test_missing_dataset_is_explained(project):
@@ -66,7 +66,8 @@ def test_unknown_method_is_refused_before_any_work(project):
     done = run_stage(project, "unlearn", "amun2")
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: unlearn: unknown item 'amun2': params.yaml has no section unlearn.amun2; "
-                                   "known: amun, amun_no_remain, amun_salun, ft, rl, ga, l1_sparse, salun, bs")
+                                   "known: amun, amun_no_remain, amun_salun, ft, rl, ga, l1_sparse, salun, bs, "
+                                   "neggrad_plus, scrub, ssd")
     assert not (project.parent / "mlflow.db").exists() and not (project / "data" / "models").exists()
 
 
@@ -74,7 +75,8 @@ def test_unlearn_class_refuses_a_random_track_method_before_any_work(project):
     done = run_stage(project, "unlearn_class", "amun")
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: unlearn_class: unknown item 'amun': params.yaml has no section "
-                                   "unlearn_class.amun; known: trw, trw_maxent, ft, rl, ga, bs, be, salun, scrub")
+                                   "unlearn_class.amun; known: trw, trw_maxent, ft, rl, ga, bs, be, salun, scrub, "
+                                   "neggrad_plus, ssd, unsir")
     assert not (project / "data" / "models").exists()
 
 

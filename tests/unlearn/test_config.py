@@ -122,7 +122,7 @@ def test_model_names_match_the_registry():
     ({"mia": {"gamma": 0}}, "params.yaml: mia.gamma = 0: must be > 0"),
     ({"mia": {"signal": "logits"}}, "params.yaml: mia.signal = logits: must be one of: 'taylor_soft_margin' or 'softmax'"),
     ({"unlearn": {"amn": {}}}, "params.yaml: unlearn.amn: unknown key; did you mean 'amun'? allowed: amun, "
-                               "amun_no_remain, amun_salun, ft, rl, ga, l1_sparse, salun, bs"),
+                               "amun_no_remain, amun_salun, ft, rl, ga, l1_sparse, salun, bs, neggrad_plus, scrub, ssd"),
     ({"unlearn": {"salun": {"mask_fraction": 1.0}}}, "params.yaml: unlearn.salun.mask_fraction = 1.0: must be in (0, 1)"),
     ({"adversarial": {"eps_init": 0}}, "params.yaml: adversarial.eps_init = 0: must be > 0"),
     ({"execution": {"workers": 0}}, "params.yaml: execution.workers = 0: must be >= 1"),
@@ -131,7 +131,7 @@ def test_model_names_match_the_registry():
     ({"class_track": {"retrain_seeds": 1}}, "params.yaml: class_track.retrain_seeds = 1: must be >= 2"),
     ({"unlearn_class": {"trw": {"beta": -1.0}}}, "params.yaml: unlearn_class.trw.beta = -1.0: must be >= 0"),
     ({"unlearn_class": {"amun": {}}}, "params.yaml: unlearn_class.amun: unknown key; did you mean 'salun'? allowed: trw, trw_maxent, ft, rl, ga, bs, be, "
-                                      "salun, scrub"),
+                                      "salun, scrub, neggrad_plus, ssd, unsir"),
     ({"mia_nn": {"neighbours": 10}}, "params.yaml: mia_nn.neighbours = 10: must be at most 9 (the classes of digits "
                                      "other than the forgotten one)"),
     ({"sweep": {"tuning_forget_seed": 0}}, "params.yaml: sweep: tuning_forget_seed 0 is also an evaluation forget "
@@ -155,7 +155,8 @@ def test_model_names_match_the_registry():
                                            "tune on another class"),
     ({"class_sweep": {"classes": [1, 12]}}, "params.yaml: class_sweep.classes = [1, 12]: digits has classes 0..9"),
     ({"class_sweep": {"lr_grid": {"amun": [0.1]}}}, "params.yaml: class_sweep.lr_grid: unknown key 'amun'; must be "
-                                                    "one of: 'trw', 'trw_maxent', 'ft', 'rl', 'ga', 'bs', 'be', 'salun' or 'scrub'"),
+                                                    "one of: 'trw', 'trw_maxent', 'ft', 'rl', 'ga', 'bs', 'be', 'salun', 'scrub', "
+                                                    "'neggrad_plus', 'ssd' or 'unsir'"),
 ])
 def test_bad_attack_and_unlearning_settings(raw, expected):
     assert error_for(raw) == expected

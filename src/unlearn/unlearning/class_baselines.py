@@ -1,5 +1,5 @@
-"""Class-unlearning baselines that need more than the shared training loop: boundary
-expanding (a shadow class) and SCRUB (a teacher-student game)."""
+"""Baselines that need more than the shared training loop: boundary expanding (a shadow
+class; class track) and SCRUB (a teacher-student game; both tracks)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def boundary_expanding(model: nn.Module, task, cfg, generator: torch.Generator) 
     _replace(model, expanded, pruned)
 
 
-@register("scrub", always_remain=True, tracks=("class",))
+@register("scrub", always_remain=True)
 def scrub(model: nn.Module, task, cfg, generator: torch.Generator) -> None:
     """SCRUB (Kurmanji et al., NeurIPS 2023): the original model is a frozen teacher; the
     model (student) alternates a "max" pass over the forget set (batches of

@@ -53,12 +53,17 @@ def test_fastclip_finds_the_layers_and_the_bound_refuses_clearly():
     ({"name": "torchvision:resnet18", "width": 8}, "width is for the registry models"),
     ({"name": "torchvision:resnet18", "batch_norm": False}, "batch_norm: false is for the registry models"),
     ({"cifar_stem": True}, "cifar_stem is for torchvision:<builder> models"),
-    ({"checkpoint": "/tmp/model.pt"}, "checkpoints are read from data/user/models/"),
-    ({"checkpoint": "data/user/models/../../x.pt"}, "checkpoints are read from data/user/models/"),
+    ({"checkpoint": "data/user/models/x.pt"}, "params.yaml: model: checkpoint moved to original.checkpoint"),
 ])
 def test_model_config_errors(update, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_params({"model": update})
+
+
+@pytest.mark.parametrize("path", ["/tmp/model.pt", "data/user/models/../../x.pt"])
+def test_a_checkpoint_outside_the_user_folder_is_refused(path):
+    with pytest.raises(ConfigError, match="checkpoints are read from data/user/models/"):
+        parse_params({"original": {"checkpoint": path}})
 
 
 def _safetensors(path, state):
