@@ -184,3 +184,28 @@ def test_a_measured_difference_is_inside_outside_or_undecided_against_a_margin()
     assert undecided["answer"] == "undecided"
     assert undecided["samples_needed"] == pytest.approx(40 * (9.0 / 2.71) ** 2, abs=1)
     assert against_margin(5.0, 1.0, 5.0, 40)["samples_needed"] is None
+
+
+def test_baselines_beyond_the_thesis_are_reported_beside_f1_and_never_judged():
+    base = {"mia_svc": 50.0, "mia_loss_auc": 50.0, "mia_rmia_auc": 50.0}
+    cells = {"original": [{**base, "mia_rmia_auc": a, "avg_gap": 3.0} for a in (60.0, 61.0, 59.0)],
+             "retrain": [{**base, "avg_gap": 0.0} for _ in range(3)],
+             "amun": [{**base, "avg_gap": 0.5} for _ in range(3)],
+             "ft": [{**base, "avg_gap": g} for g in (2.0, 2.1, 1.9)],
+             "neggrad_plus": [{**base, "avg_gap": g} for g in (0.1, 0.2, 0.0)]}  # beats AMUN: would refute F1
+    found = seed_study_findings(cells, MARGINS)["F1"]
+    assert found["holds"] == "yes" and set(found["evidence"]["differences"]) == {"ft - amun"}
+    beside = found["evidence"]["beside_thesis"]["neggrad_plus"]
+    assert beside["mean"] == pytest.approx(0.1) and beside["difference"]["mean"] == pytest.approx(-0.4)
+
+
+def test_class_baselines_beyond_the_thesis_are_beside_f5_and_f6():
+    cells = _class_cells()
+    del cells["ga"]
+    cells["unsir"] = [{"mia_nn_gap": g, "ulira_gap": u} for g, u in ((30.0, 40.0), (31.0, 41.0), (29.0, 39.0))]
+    found = class_study_findings(cells, MARGINS, variants=["trw_maxent"])
+    assert found["F5"]["holds"] == "yes" and found["F6"]["holds"] == "yes"  # unsir is not judged
+    assert "unsir - retrain floor" not in found["F5"]["evidence"]["differences"]
+    assert found["F5"]["evidence"]["beside_thesis"]["unsir"]["mean"] == pytest.approx(30.0)
+    assert set(found["F6"]["evidence"]["beside_thesis"]) == {"MIA-NN", "U-LiRA"}
+    assert found["F6"]["evidence"]["beside_thesis"]["MIA-NN"]["unsir"]["difference"]["mean"] > 0
