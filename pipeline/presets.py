@@ -2,7 +2,8 @@
 
 A preset is a nested mapping of params.yaml keys to new values. Each leaf replaces the
 value on its line of params.yaml (the line's comment stays); a key params.yaml lacks is
-added at the end of its section. The result is validated before it is written, so a
+added at the end of its section. Its optional ``drop`` lists sections to remove first (a
+method's section: the method leaves the graph). The result is validated before it is written, so a
 preset that would make params.yaml invalid changes nothing. Only params.yaml's own block
 style is understood (one ``key: value`` per line, nested by indentation), which is how
 the project writes it.
@@ -88,7 +89,27 @@ def set_value(text: str, path: tuple[str, ...], value: Any) -> str:
     raise AssertionError("unreachable")
 
 
+def drop_section(text: str, path: tuple[str, ...]) -> str:
+    """``text`` (params.yaml) without the block of ``path`` (its line and everything nested under it)."""
+    lines = text.split("\n")
+    lo, hi, indent, found = 0, len(lines), -1, None
+    for key in path:
+        found = next((i for i in range(lo, hi) if (m := _LINE.match(lines[i])) and m["key"] == key
+                      and len(m["indent"]) > indent and not (indent < 0 and m["indent"])), None)
+        if found is None:
+            raise ConfigError(f"preset: drop {'.'.join(path)}: params.yaml has no such section")
+        indent = len(lines[found]) - len(lines[found].lstrip(" "))
+        lo, hi = found + 1, _block_end(lines, found, indent)
+    del lines[found:hi]
+    return "\n".join(lines)
+
+
 def apply(text: str, preset: dict) -> str:
+    """``text`` with the sections the preset's ``drop`` list names (dotted paths, e.g.
+    ``unlearn.ssd``: a method the preset leaves out of the graph) removed, then its values set."""
+    preset = dict(preset)
+    for dotted in preset.pop("drop", []):
+        text = drop_section(text, tuple(dotted.split(".")))
     for path, value in _leaves(preset):
         text = set_value(text, path, value)
     return text

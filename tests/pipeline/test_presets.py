@@ -8,6 +8,7 @@ import yaml
 
 from tests.conftest import ROOT
 from unlearn.config import parse_params
+from unlearn.errors import ConfigError
 from unlearn_pipeline.presets import apply, available
 
 PARAMS = (ROOT / "params.yaml").read_text()
@@ -21,9 +22,9 @@ def _comments(text: str) -> list[str]:
 def test_every_preset_applies_keeps_the_comments_and_validates(name):
     preset = yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text())
     text = apply(PARAMS, preset)
-    assert _comments(text) == _comments(PARAMS)
+    assert _comments(text) == _comments(apply(PARAMS, {"drop": preset.get("drop", [])}))  # dropped: theirs go
     params = parse_params(yaml.safe_load(text))
-    for section, values in preset.items():
+    for section, values in {k: v for k, v in preset.items() if k != "drop"}.items():
         for key, value in values.items():
             got = getattr(getattr(params, section), key)
             if not isinstance(value, dict):
@@ -67,8 +68,18 @@ def test_preset_help_lists_each_preset_with_what_it_runs_needs_and_costs():
     done = subprocess.run(["unlearn", "preset", "--help"], cwd=ROOT, capture_output=True, text=True)
     listed = {line.split(":")[0].strip(): line for line in done.stdout.split("presets:\n")[1].splitlines()}
     assert done.returncode == 0 and set(listed) == set(available(ROOT))
-    assert "Needs cifar10 under data/raw/ or data.path; about 4.8 h at 3 s per GPU epoch" in listed["paper-cifar10"]
+    assert "Needs cifar10 under data/raw/ or data.path; about 5.0 h at 3 s per GPU epoch" in listed["paper-cifar10"]
     assert "Needs digits (embedded)." in listed["scrub-official"]
+
+
+def test_a_dropped_method_leaves_the_graph_and_a_wrong_path_is_refused():
+    text = apply(PARAMS, {"drop": ["unlearn.ssd", "unlearn_class.unsir"], "unlearn": {"scrub": {"epochs": 3}}})
+    params = parse_params(yaml.safe_load(text))
+    assert "ssd" not in params.unlearn.methods and "unsir" not in params.unlearn_class.methods
+    assert "ssd" in params.unlearn_class.methods and params.unlearn.scrub.epochs == 3
+    assert len(text.splitlines()) == len(PARAMS.splitlines()) - 4 - 13  # ssd's 4 lines, unsir's 13
+    with pytest.raises(ConfigError, match="preset: drop unlearn.nope: params.yaml has no such section"):
+        apply(PARAMS, {"drop": ["unlearn.nope"]})
 
 
 def test_a_missing_key_is_added_in_its_section():
