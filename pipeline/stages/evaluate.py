@@ -7,9 +7,9 @@ import logging
 
 from unlearn.config import Params
 from unlearn.io import read_json, write_json, write_text
-from unlearn_pipeline.common import (INTERVAL_NOTE, REPORTS_DIR, csv_text, figure, load_prepared, load_references,
-                                     markdown_table, metric_cell, metrics_path, random_model, roc_path, runtime_path,
-                                     runtime_ratio, stage_device, summary)
+from unlearn_pipeline.common import (INTERVAL_NOTE, MEMORIZATION_SUMMARY, REPORTS_DIR, csv_text, figure, load_prepared,
+                                     load_references, markdown_table, metric_cell, metrics_path, random_model, roc_path,
+                                     runtime_path, runtime_ratio, stage_device, summary)
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.requests_scoring import REQUESTS_REPORT, score_requests
 from unlearn_pipeline.scoring import ATTACK_REFERENCE, split_and_attack_metrics
@@ -112,6 +112,18 @@ NO_RETRAIN_NOTE = ("Retraining is off (retrain.enabled: false): no gold standard
                    "That point ignores how far a retrained model itself would sit from 50.")
 
 
+def memorization_table() -> list[tuple[str, list[str], list[list[str]]]]:
+    """With ``data.forget.mode: memorized``, the forget set's memorisation scores beside all of
+    train's (quantiles and mean, from ``prepare``); else nothing."""
+    memorized = read_json(MEMORIZATION_SUMMARY)
+    if not memorized["scored"]:
+        return []
+    quantiles = memorized["quantiles"]
+    return [(f"Memorisation of the forget set ({memorized['level']} pool: {memorized['pool']:g} of train)",
+             ["samples", *quantiles["train"]],
+             [[name, *(f"{value:.3f}" for value in quantiles[name].values())] for name in ("forget", "train")])]
+
+
 def write_report(results: dict[str, dict], run: TrackedRun) -> None:
     """Each model's metrics beside the retrained model's: ``metrics/<model>.json`` with
     ``avg_gap`` (accuracies + RMIA AUC, as in the thesis), ``avg_gap_svc`` (accuracies +
@@ -146,7 +158,7 @@ def write_report(results: dict[str, dict], run: TrackedRun) -> None:
     header = ["model", *REPORT_COLUMNS.values()]
     first = ["retrain"] if "retrain" in results else []
     tables = [(title, header, [_report_row(n, results[n]) for n in [*first, *members]])
-              for title, members in groups.items() if members]
+              for title, members in groups.items() if members] + memorization_table()
     note = REPORT_NOTE if first else f"{REPORT_NOTE} {NO_RETRAIN_NOTE}"
     write_text(REPORTS_DIR / "results.md", "# Results\n\n" + note + "\n\n" + "\n\n".join(
         f"## {title}\n\n" + markdown_table(head, rows) for title, head, rows in tables) + "\n")

@@ -7,8 +7,10 @@ from __future__ import annotations
 import logging
 
 from unlearn.config import Params
-from unlearn.io import file_sha256, save_indices, save_tensors, write_json, write_text
-from unlearn_pipeline.common import CACHE_DIR, IMAGES, META, REQUESTS, SPLITS, SPLITS_CSV, csv_text, split_path
+from unlearn.errors import DataError
+from unlearn.io import file_sha256, load_tensors, save_indices, save_tensors, write_json, write_text
+from unlearn_pipeline.common import (CACHE_DIR, IMAGES, MEMORIZATION, MEMORIZATION_SUMMARY, META, REQUESTS, SPLITS,
+                                     SPLITS_CSV, csv_text, split_path)
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
@@ -24,8 +26,13 @@ def prepare(params: Params, run: TrackedRun) -> None:
 
     cfg = params.data
     data = load_dataset(cfg.dataset, root=cfg.root, path=cfg.path, download=cfg.download, cache_dir=CACHE_DIR)
-    splits = make_splits(data.labels.numpy(), seed=params.seed, forget=cfg.forget,
-                         test_start=data.test_start, test_fraction=cfg.test_fraction, names=data.names)
+    scored = load_tensors(MEMORIZATION) if cfg.forget.mode == "memorized" else {}  # stage memorization's
+    scores = scored["scores"].numpy() if scored else None
+    splits = make_splits(data.labels.numpy(), seed=params.seed, forget=cfg.forget, test_start=data.test_start,
+                         test_fraction=cfg.test_fraction, names=data.names, memorization=scores)
+    if scored and not (scored["train"].numpy() == splits.train).all():
+        raise DataError(f"{MEMORIZATION}: scored another train split; re-run stage memorization")
+    write_json(MEMORIZATION_SUMMARY, memorization_summary(cfg.forget, splits, scores))
     later = read_requests(params.requests.files, first=splits.forget, n_samples=len(data.labels),
                           train_size=len(splits.train), test=splits.test, names=data.names)
     mean, std = channel_stats(data.images[torch.as_tensor(splits.train)])
@@ -52,6 +59,27 @@ def prepare(params: Params, run: TrackedRun) -> None:
     run.set_tags({"data.sha256": meta["sha256"]["images.pt"]})
     for path in [META, REQUESTS, SPLITS_CSV, *map(split_path, SPLITS)]:
         run.log_artifact(path, "splits")
+
+
+def memorization_summary(forget, splits, scores) -> dict:
+    """With scores: each forget sample's score, and the quantiles of the forget set's and of all
+    of train's (what the report compares); else ``{"scored": false}``."""
+    if scores is None:
+        return {"scored": False}
+    import numpy as np
+
+    by_index = dict(zip(splits.train.tolist(), scores.tolist()))
+    chosen = np.array([by_index[i] for i in splits.forget.tolist()])
+    return {"scored": True, "level": forget.level, "pool": forget.pool,
+            "quantiles": {"train": _quantiles(scores), "forget": _quantiles(chosen)},
+            "forget": {str(i): round(by_index[i], 6) for i in splits.forget.tolist()}}
+
+
+def _quantiles(values) -> dict[str, float]:
+    import numpy as np
+
+    points = dict(zip(("min", "q25", "median", "q75", "max"), np.quantile(values, [0, 0.25, 0.5, 0.75, 1]).tolist()))
+    return {key: round(value, 4) for key, value in {**points, "mean": float(np.mean(values))}.items()}
 
 
 def splits_csv(splits: dict, labels: list[int], names) -> str:

@@ -88,13 +88,19 @@ class ForgetConfig(_Section):
     ``class``: every training sample of the listed ``classes``.
     ``list``: the samples named in ``file`` (under data/user/forget/; the format is
     :mod:`unlearn.data.forget_list`'s).
+    ``memorized``: a random subset (``fraction`` or ``count`` of train) of a pool of train
+    samples picked by memorisation score (stage ``memorization``): the ``pool`` fraction of
+    train with the highest scores (``level: high``), the lowest (``low``) or the middle ones
+    (``medium``), the three difficulties of Zhao et al. ("What makes unlearning hard", 2024).
     """
 
-    mode: Literal["random", "class", "list"] = "random"
+    mode: Literal["random", "class", "list", "memorized"] = "random"
     fraction: Optional[OpenFraction] = 0.1
     count: Optional[PositiveInt] = None
     classes: list[NonNegInt] = Field(default_factory=list)
     file: Optional[ForgetListPath] = None
+    level: Literal["low", "medium", "high"] = "high"
+    pool: OpenFraction = 0.2
 
     @model_validator(mode="after")
     def _consistent(self) -> "ForgetConfig":
@@ -104,9 +110,9 @@ class ForgetConfig(_Section):
         if self.mode == "list":
             if self.classes:
                 raise ValueError("classes is only used in class mode; set classes: []")
-        elif self.mode == "random":
+        elif self.mode in ("random", "memorized"):
             if (self.fraction is None) == (self.count is None):
-                raise ValueError("random mode needs exactly one of fraction or count (set the other to null)")
+                raise ValueError(f"{self.mode} mode needs exactly one of fraction or count (set the other to null)")
             if self.classes:
                 raise ValueError("classes is only used in class mode; set mode: class or classes: []")
         elif not self.classes:
@@ -174,6 +180,17 @@ class ModelConfig(_Section):
             raise ValueError(f"cifar_stem is for torchvision:<builder> models; {self.name} already fits "
                              f"small inputs (set cifar_stem: false)")
         return self
+
+
+class MemorizationConfig(_Section):
+    """Stage ``memorization`` (only with ``data.forget.mode: memorized``): ``references`` models
+    of the ``train`` recipe (``epochs: null`` = ``train.epochs``), each on a random half of
+    train, their own (never the reference models that later judge the unlearning); a sample's
+    score is its mean true-class confidence over the models that trained on it minus over
+    those that did not (Feldman and Zhang's memorisation, with confidence for accuracy)."""
+
+    references: Annotated[int, _interval(2, None)] = 8
+    epochs: Optional[PositiveInt] = None
 
 
 class OriginalConfig(_Section):
@@ -765,6 +782,7 @@ class Params(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     original: OriginalConfig = Field(default_factory=OriginalConfig)
+    memorization: MemorizationConfig = Field(default_factory=MemorizationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     lipschitz: LipschitzConfig = Field(default_factory=LipschitzConfig)

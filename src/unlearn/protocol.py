@@ -74,7 +74,7 @@ def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | N
 
     def fit(name: str, indices: np.ndarray):
         saved = None if checkpoint is None else checkpoint(name, indices)
-        return _fit(images, labels, indices, params, seed, stats, num_classes, saved, device)
+        return fit_model(images, labels, indices, params, seed, stats, num_classes, saved, device)
 
     original, _ = fit("original", split.train)
     retrained, retrain_s = fit("retrain", split.remain)
@@ -129,8 +129,11 @@ def gaps(metrics: dict, retrain: dict) -> dict[str, float]:
     return out
 
 
-def _fit(images, labels, indices, params: Params, seed: int, stats: dict, num_classes: int,
-         checkpoint: EpochCheckpoint | None, device: torch.device):
+def fit_model(images, labels, indices, params: Params, seed: int, stats: dict, num_classes: int,
+              checkpoint: EpochCheckpoint | None, device: torch.device):
+    """A model of ``params.model`` (normalising with ``stats``) trained from seed ``seed`` with the
+    ``params.train`` recipe (FastClip per ``params.lipschitz``) on ``images[indices]``; returns it
+    in eval mode and the seconds it took."""
     from unlearn.device import prepare_model
     from unlearn.lipschitz import clipping_callbacks
     from unlearn.models import create_model

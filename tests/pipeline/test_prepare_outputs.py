@@ -2,8 +2,10 @@
 
 import csv
 import io
+import json
 
 import numpy as np
+import pytest
 
 from unlearn.config import ForgetConfig
 from unlearn.data import load_dataset, make_splits
@@ -28,3 +30,28 @@ def test_splits_csv_names_the_files_of_an_image_folder():
     text = splits_csv(splits, [0, 1, 1, 0], ("train/a/x.png", "train/b/y.png", "test/b/z.png", "train/a/w.png"))
     assert text.splitlines() == ["index,label,split,file", "0,0,remain,train/a/x.png", "1,1,forget,train/b/y.png",
                                  "2,1,test,test/b/z.png", "3,0,unused,train/a/w.png"]
+
+
+@pytest.mark.slow
+def test_a_memorized_forget_set_is_more_memorised_than_train_and_says_so(project):
+    import subprocess
+
+    from tests.conftest import write_params
+
+    write_params(project, {"data": {"forget": {"mode": "memorized", "count": 30, "fraction": None, "level": "high",
+                                               "pool": 0.2}},
+                           "memorization": {"references": 4, "epochs": 2}})
+    done = subprocess.run(["dvc", "repro", "prepare"], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Running stage 'memorization'" in done.stdout
+    summary = json.loads((project / "data/prepared/memorization.json").read_text())
+    forget = np.load(project / "data/prepared/forget.npy")
+    assert summary["scored"] and sorted(map(int, summary["forget"])) == forget.tolist() and len(forget) == 30
+    quantiles = summary["quantiles"]
+    assert quantiles["forget"]["mean"] > quantiles["train"]["mean"]  # the pool is train's top fifth
+    assert quantiles["forget"]["min"] >= quantiles["train"]["q75"]
+
+    write_params(project, {"data": {"forget": {"mode": "random", "count": None, "fraction": 0.1}}})
+    done = subprocess.run(["dvc", "repro", "prepare"], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((project / "data/prepared/memorization.json").read_text()) == {"scored": False}

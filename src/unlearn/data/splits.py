@@ -40,25 +40,60 @@ def make_splits(
     test_start: int | None = None,
     test_fraction: float = 0.25,
     names: Sequence[str] | None = None,
+    memorization: np.ndarray | None = None,
 ) -> Splits:
     """Split ``labels`` (shape (N,)) into train / test / forget / remain index arrays
-    (``names``: each sample's image path, for forget lists that name paths)."""
+    (``names``: each sample's image path, for forget lists that name paths;
+    ``memorization``: each train sample's score, in train's order, for ``mode: memorized``)."""
     labels = np.asarray(labels)
     n = len(labels)
-    if test_start is None:
-        order = np.random.default_rng([seed, _TEST_STREAM]).permutation(n)
-        n_test = int(round(test_fraction * n))
-        test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-    else:
-        train, test = np.arange(test_start), np.arange(test_start, n)
+    train, test = train_test_split(n, seed=seed, test_start=test_start, test_fraction=test_fraction)
     if forget.mode == "list":
         forget_idx = read_forget_list(forget.file, n_samples=n, train_size=len(train), test=test, names=names).indices
+    elif forget.mode == "memorized":
+        forget_idx = _memorized_indices(train, forget, seed, memorization)
     else:
         forget_idx = _forget_indices(labels, train, forget, seed)
     remain = np.setdiff1d(train, forget_idx, assume_unique=True)
     splits = Splits(train.astype(np.int64), test.astype(np.int64), forget_idx.astype(np.int64), remain.astype(np.int64))
     check_splits(splits, n)
     return splits
+
+
+def train_test_split(n: int, *, seed: int, test_start: int | None = None,
+                     test_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and test indices of ``n`` samples: the official split from ``test_start``
+    on, else a seeded random ``test_fraction`` as test (whatever the forget settings)."""
+    if test_start is not None:
+        return np.arange(test_start), np.arange(test_start, n)
+    order = np.random.default_rng([seed, _TEST_STREAM]).permutation(n)
+    n_test = int(round(test_fraction * n))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def memorized_pool(scores: np.ndarray, level: str, pool: float) -> np.ndarray:
+    """Positions (into ``scores``) of the ``pool`` fraction with the highest scores (``high``),
+    the lowest (``low``) or the middle ones (``medium``); ties broken by position."""
+    size = max(1, int(round(pool * len(scores))))
+    order = np.argsort(scores, kind="stable")
+    start = {"low": 0, "medium": (len(scores) - size) // 2, "high": len(scores) - size}[level]
+    return np.sort(order[start:start + size])
+
+
+def _memorized_indices(train: np.ndarray, forget: ForgetConfig, seed: int, scores: np.ndarray | None) -> np.ndarray:
+    """A seeded random subset of the memorisation pool (:func:`memorized_pool`) of train."""
+    if scores is None or len(scores) != len(train):
+        raise DataError("data.forget.mode = memorized needs the memorisation score of every train sample "
+                        f"(stage memorization; got {0 if scores is None else len(scores)} for {len(train)})")
+    pool = memorized_pool(np.asarray(scores), forget.level, forget.pool)
+    count = forget.count if forget.count is not None else int(round(forget.fraction * len(train)))
+    if not 0 < count <= len(pool) or count >= len(train):
+        key, value = ("count", forget.count) if forget.count is not None else ("fraction", forget.fraction)
+        raise ConfigError(f"params.yaml: data.forget.{key} = {value}: gives {count} forget samples; the {forget.level} "
+                          f"pool (data.forget.pool = {forget.pool:g} of train) has {len(pool)}: lower it or raise "
+                          f"pool")
+    chosen = np.random.default_rng([seed, _FORGET_STREAM]).choice(len(pool), size=count, replace=False)
+    return np.sort(train[pool[chosen]])
 
 
 def _forget_indices(labels: np.ndarray, train: np.ndarray, forget: ForgetConfig, seed: int) -> np.ndarray:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from unlearn.config import ForgetConfig
-from unlearn.data import Splits, check_splits, class_splits, make_splits
+from unlearn.data import Splits, check_splits, class_splits, make_splits, train_test_split
 from unlearn.errors import ConfigError, DataError
 
 LABELS = np.repeat(np.arange(10), 50)  # 500 samples, 50 per class
@@ -86,3 +86,28 @@ def test_class_track_refuses_a_missing_class_and_forgetting_every_class():
         class_splits(LABELS, train, test, 12)
     with pytest.raises(ConfigError, match="forgetting every class leaves nothing to remain"):
         class_splits(np.zeros(50, dtype=int), np.arange(40), np.arange(40, 50), 0)
+
+
+
+@pytest.mark.parametrize("level, ranks", [("low", (0.0, 0.2)), ("medium", (0.4, 0.6)), ("high", (0.8, 1.0))])
+def test_a_memorized_forget_set_comes_from_its_level_of_the_scores(level, ranks):
+    train, _ = train_test_split(len(LABELS), seed=0)
+    scores = np.random.default_rng(5).random(len(train))
+    split = make_splits(LABELS, seed=0, memorization=scores,
+                        forget=ForgetConfig(mode="memorized", count=20, fraction=None, level=level, pool=0.2))
+    np.testing.assert_array_equal(split.train, train)
+    positions = np.searchsorted(train, split.forget)
+    rank = np.argsort(np.argsort(scores))[positions] / len(train)  # each forget sample's quantile in train
+    assert len(split.forget) == 20 and ranks[0] - 0.01 <= rank.min() and rank.max() <= ranks[1] + 0.01
+    if level != "medium":
+        assert (scores[positions].mean() > scores.mean()) == (level == "high")
+
+
+def test_memorized_mode_refuses_more_samples_than_its_pool_and_missing_scores():
+    train, _ = train_test_split(len(LABELS), seed=0)
+    too_many = ForgetConfig(mode="memorized", count=100, fraction=None, pool=0.1)
+    with pytest.raises(ConfigError, match=r"data.forget.count = 100: gives 100 forget samples; the high pool "
+                                          r"\(data.forget.pool = 0.1 of train\) has 38: lower it or raise pool"):
+        make_splits(LABELS, seed=0, forget=too_many, memorization=np.zeros(len(train)))
+    with pytest.raises(DataError, match="memorized needs the memorisation score of every train sample"):
+        make_splits(LABELS, seed=0, forget=ForgetConfig(mode="memorized"))
