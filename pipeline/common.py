@@ -28,7 +28,6 @@ META = PREPARED / "meta.json"
 # editing a later request re-runs only the stages that read it (requests, audit)
 REQUESTS = Path("data/deletion_requests.json")
 SPLITS_CSV = PREPARED / "splits.csv"  # every sample's split, for training a model of one's own on it
-MEMORIZATION = Path("data/memorization.pt")  # stage memorization: train indices and their scores (empty: unused)
 MEMORIZATION_SUMMARY = PREPARED / "memorization.json"  # the forget set's scores beside train's (mode memorized)
 REQUESTS_MODELS = Path("data/requests")  # each method's model after each later request
 REQUESTS_RETRAINS = Path("data/requests_retrain")  # the model retrained after each later request

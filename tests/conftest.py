@@ -27,7 +27,7 @@ _PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 METHODS = tuple(_PARAMS["unlearn"])  # the method lists are params.yaml's sections, as in dvc.yaml
 MODELS = ("original", "retrain", *METHODS)
 CLASS_METHODS = tuple(_PARAMS["unlearn_class"])
-ALL_STAGES = {"memorization", "prepare", "import_model", "train", "retrain", "adversarial", "references", "ulira_shadows",
+ALL_STAGES = {"prepare", "import_model", "train", "retrain", "adversarial", "references", "ulira_shadows",
               *(f"unlearn@{m}" for m in METHODS), "evaluate", "requests", "requests_retrain", "audit", "retrain_class",
               *(f"unlearn_class@{m}" for m in CLASS_METHODS), "evaluate_class"}
 STUDY_STAGES = {"sweep_cell@0-0", "sweep_cell@1-0", "tuning_cell", "sweep_method@amun", "sweep_method@ft",

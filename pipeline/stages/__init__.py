@@ -14,7 +14,7 @@ from typing import Callable
 from unlearn.errors import ConfigError
 
 MODULES = {
-    "memorization": "memorization", "prepare": "prepare",
+    "prepare": "prepare",
     "import_model": "import_model", "train": "training", "retrain": "training",
     "transfer": "transfer",
     "adversarial": "adversarial",

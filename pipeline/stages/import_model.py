@@ -12,8 +12,8 @@ import hashlib
 from pathlib import Path
 
 from unlearn.config import Params
-from unlearn.io import save_tensors, write_json
-from unlearn_pipeline.common import CHECKPOINT_CHECKED, IMPORTED, IMPORTED_INFO, load_prepared, stage_device
+from unlearn.io import read_json, save_tensors, write_json
+from unlearn_pipeline.common import CHECKPOINT_CHECKED, IMPORTED, IMPORTED_INFO, META, load_prepared, stage_device
 from unlearn_pipeline.model_store import build_model, input_example
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
@@ -34,9 +34,9 @@ def import_model(params: Params, run: TrackedRun) -> None:
     if checkpoint:
         from unlearn.models.checkpoint import load_checkpoint
 
+        model = build_model(params, read_json(META))
+        load_checkpoint(model, checkpoint, params.model.name)  # before the images load: a bad file fails at once
         data = load_prepared(stage_device(params))
-        model = build_model(params, data.meta)
-        load_checkpoint(model, checkpoint, params.model.name)
         save_tensors(IMPORTED, model.state_dict())
         write_json(IMPORTED_INFO, {"imported": True, **file_identity(Path(checkpoint))})
         run.set_tags({"original.checkpoint": checkpoint})

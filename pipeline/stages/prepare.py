@@ -7,31 +7,36 @@ from __future__ import annotations
 import logging
 
 from unlearn.config import Params
-from unlearn.errors import DataError
-from unlearn.io import file_sha256, load_tensors, save_indices, save_tensors, write_json, write_text
-from unlearn_pipeline.common import (CACHE_DIR, IMAGES, MEMORIZATION, MEMORIZATION_SUMMARY, META, REQUESTS, SPLITS,
-                                     SPLITS_CSV, csv_text, split_path)
+from unlearn.io import file_sha256, save_indices, save_tensors, write_json, write_text
+from unlearn_pipeline.common import (CACHE_DIR, IMAGES, MEMORIZATION_SUMMARY, META, REQUESTS, SPLITS, SPLITS_CSV,
+                                     csv_text, split_path, stage_device)
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
 log = logging.getLogger(__name__)
 
 
-@stage("prepare", ("seed", "data", "requests.files"))
+# model .. execution.precision: the memorisation models' recipe (data.forget.mode: memorized only)
+@stage("prepare", ("seed", "data", "requests.files", "model", "train", "lipschitz", "memorization",
+                   "execution.precision"))
 def prepare(params: Params, run: TrackedRun) -> None:
-    """Decode the dataset to uint8 tensors and write the seeded splits as index files."""
+    """Decode the dataset to uint8 tensors and write the seeded splits as index files; with
+    ``data.forget.mode: memorized``, score train's samples first (:mod:`unlearn_pipeline.memorization`)."""
     import torch
 
-    from unlearn.data import load_dataset, make_splits, read_requests
+    from unlearn.data import load_dataset, make_splits, read_requests, train_test_split
 
     cfg = params.data
     data = load_dataset(cfg.dataset, root=cfg.root, path=cfg.path, download=cfg.download, cache_dir=CACHE_DIR)
-    scored = load_tensors(MEMORIZATION) if cfg.forget.mode == "memorized" else {}  # stage memorization's
-    scores = scored["scores"].numpy() if scored else None
+    scores = None
+    if cfg.forget.mode == "memorized":
+        from unlearn_pipeline.memorization import train_scores
+
+        train, _ = train_test_split(len(data.labels), seed=params.seed, test_start=data.test_start,
+                                    test_fraction=cfg.test_fraction)
+        scores = train_scores(params, data.images, data.labels, len(data.classes), train, stage_device(params))
     splits = make_splits(data.labels.numpy(), seed=params.seed, forget=cfg.forget, test_start=data.test_start,
                          test_fraction=cfg.test_fraction, names=data.names, memorization=scores)
-    if scored and not (scored["train"].numpy() == splits.train).all():
-        raise DataError(f"{MEMORIZATION}: scored another train split; re-run stage memorization")
     write_json(MEMORIZATION_SUMMARY, memorization_summary(cfg.forget, splits, scores))
     later = read_requests(params.requests.files, first=splits.forget, n_samples=len(data.labels),
                           train_size=len(splits.train), test=splits.test, names=data.names)

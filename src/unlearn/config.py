@@ -89,7 +89,7 @@ class ForgetConfig(_Section):
     ``list``: the samples named in ``file`` (under data/user/forget/; the format is
     :mod:`unlearn.data.forget_list`'s).
     ``memorized``: a random subset (``fraction`` or ``count`` of train) of a pool of train
-    samples picked by memorisation score (stage ``memorization``): the ``pool`` fraction of
+    samples picked by memorisation score (computed by ``prepare``, section ``memorization``): the ``pool`` fraction of
     train with the highest scores (``level: high``), the lowest (``low``) or the middle ones
     (``medium``), the three difficulties of Zhao et al. ("What makes unlearning hard", 2024).
     """
@@ -183,9 +183,9 @@ class ModelConfig(_Section):
 
 
 class MemorizationConfig(_Section):
-    """Stage ``memorization`` (only with ``data.forget.mode: memorized``): ``references`` models
-    of the ``train`` recipe (``epochs: null`` = ``train.epochs``), each on a random half of
-    train, their own (never the reference models that later judge the unlearning); a sample's
+    """The memorisation scores ``prepare`` computes (only with ``data.forget.mode: memorized``):
+    ``references`` models of the ``train`` recipe (``epochs: null`` = ``train.epochs``), each on
+    a random half of train, their own (never the reference models that later judge the unlearning); a sample's
     score is its mean true-class confidence over the models that trained on it minus over
     those that did not (Feldman and Zhang's memorisation, with confidence for accuracy)."""
 

@@ -16,14 +16,14 @@ pytestmark = pytest.mark.slow
 def test_stage_order_comes_from_dvc(project):
     nodes = dvc_stages(project)
     order = [n.address for n in nodes]
-    assert order[:2] == ["memorization", "prepare"]
+    assert order[0] == "prepare"
     assert order.index("evaluate") > max(order.index("unlearn@amun"), order.index("retrain"))
     by_name = {n.address: n for n in nodes}
     assert by_name["evaluate"].upstream == ("prepare", "references", "requests", "requests_retrain", "retrain", "train",
                                             "ulira_shadows", *(f"unlearn@{m}" for m in sorted(METHODS)))
     assert by_name["evaluate"].cmd == "python -m unlearn_pipeline evaluate"
     assert by_name["unlearn@amun"].upstream == ("adversarial", "prepare", "train", "ulira_shadows")
-    assert [n.address for n in dvc_stages(project, ["train"])] == ["memorization", "prepare", "import_model", "train"]
+    assert [n.address for n in dvc_stages(project, ["train"])] == ["prepare", "import_model", "train"]
     assert by_name["evaluate_class"].upstream == ("prepare", "references", "retrain_class", "train", "ulira_shadows",
                                                   *(f"unlearn_class@{m}" for m in sorted(CLASS_METHODS)))
 
@@ -46,7 +46,7 @@ def test_a_waiting_stage_never_holds_a_worker_an_independent_ready_stage_needs()
 
 
 TARGETS = ["retrain", "adversarial"]  # a sub-graph where two branches can overlap after prepare
-TARGET_STAGES = {"memorization", "prepare", "import_model", "train", *TARGETS}
+TARGET_STAGES = {"prepare", "import_model", "train", *TARGETS}
 
 
 def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefect_server):

@@ -43,7 +43,7 @@ def test_a_memorized_forget_set_is_more_memorised_than_train_and_says_so(project
                            "memorization": {"references": 4, "epochs": 2}})
     done = subprocess.run(["dvc", "repro", "prepare"], cwd=project, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "Running stage 'memorization'" in done.stdout
+    assert "memorisation: model 4 of 4" in done.stderr
     summary = json.loads((project / "data/prepared/memorization.json").read_text())
     forget = np.load(project / "data/prepared/forget.npy")
     assert summary["scored"] and sorted(map(int, summary["forget"])) == forget.tolist() and len(forget) == 30

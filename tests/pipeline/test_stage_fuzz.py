@@ -37,8 +37,8 @@ def _refused(capsys, argv, root) -> str:
     return errors[0]
 
 
-# the first stages, and import_model without original.checkpoint: nothing upstream to miss
-NEEDS_NO_INPUT = ("memorization", "prepare", "import_model")
+# the first stage, and import_model without original.checkpoint: nothing upstream to miss
+NEEDS_NO_INPUT = ("prepare", "import_model")
 
 
 @pytest.mark.parametrize("stage", sorted(MODULES))

@@ -84,7 +84,7 @@ def _memorized_indices(train: np.ndarray, forget: ForgetConfig, seed: int, score
     """A seeded random subset of the memorisation pool (:func:`memorized_pool`) of train."""
     if scores is None or len(scores) != len(train):
         raise DataError("data.forget.mode = memorized needs the memorisation score of every train sample "
-                        f"(stage memorization; got {0 if scores is None else len(scores)} for {len(train)})")
+                        f"(prepare computes them; got {0 if scores is None else len(scores)} for {len(train)})")
     pool = memorized_pool(np.asarray(scores), forget.level, forget.pool)
     count = forget.count if forget.count is not None else int(round(forget.fraction * len(train)))
     if not 0 < count <= len(pool) or count >= len(train):
