@@ -22,11 +22,11 @@ KEEP_STREAM = 8  # the models' train halves: a seed stream of their own (the ref
 
 
 def train_scores(params: Params, images: torch.Tensor, labels: torch.Tensor, classes: int, train: np.ndarray,
-                 device: torch.device) -> np.ndarray:
+                 stats: dict[str, list[float]], device: torch.device) -> np.ndarray:
     """Each train sample's score (in ``train``'s order) from ``memorization.references`` models of
-    the ``train`` recipe (``memorization.epochs``), each on a seeded random half of train (every
-    sample in half of them): its mean true-class confidence over the models that trained on it
-    minus over those that did not."""
+    the ``train`` recipe (``memorization.epochs``; normalising by ``stats``, the ``mean`` and
+    ``std`` of train), each on a seeded random half of train (every sample in half of them):
+    its mean true-class confidence over the models that trained on it minus over those that did not."""
     import numpy as np
     import torch
 
@@ -34,13 +34,13 @@ def train_scores(params: Params, images: torch.Tensor, labels: torch.Tensor, cla
     from unlearn.evaluation import predict
     from unlearn.evaluation.memorization import memorization_scores, true_class_confidence
     from unlearn.evaluation.suite import keep_matrix
-    from unlearn.protocol import fit_model, normalisation
+    from unlearn.recipe import fit_model
 
     count = params.memorization.references
     keep = keep_matrix(count, len(train), [params.seed, KEEP_STREAM])
     recipe = params.model_copy(update={"train": params.train.model_copy(
         update={"epochs": params.memorization.epochs or params.train.epochs})})
-    stats, rows = normalisation(images, train), torch.as_tensor(train)
+    rows = torch.as_tensor(train)
     confidence = np.empty((count, len(train)))
     with precision(params.execution.precision):
         for k in range(count):

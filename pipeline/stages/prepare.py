@@ -34,7 +34,9 @@ def prepare(params: Params, run: TrackedRun) -> None:
 
         train, _ = train_test_split(len(data.labels), seed=params.seed, test_start=data.test_start,
                                     test_fraction=cfg.test_fraction)
-        scores = train_scores(params, data.images, data.labels, len(data.classes), train, stage_device(params))
+        mean, std = channel_stats(data.images[torch.as_tensor(train)])
+        scores = train_scores(params, data.images, data.labels, len(data.classes), train, {"mean": mean, "std": std},
+                              stage_device(params))
     splits = make_splits(data.labels.numpy(), seed=params.seed, forget=cfg.forget, test_start=data.test_start,
                          test_fraction=cfg.test_fraction, names=data.names, memorization=scores)
     write_json(MEMORIZATION_SUMMARY, memorization_summary(cfg.forget, splits, scores))

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from unlearn.checkpoint import EpochCheckpoint
+from unlearn.recipe import fit_model
 from unlearn.config import MiaConfig, Params
 
 
@@ -127,28 +128,6 @@ def gaps(metrics: dict, retrain: dict) -> dict[str, float]:
     if "mia_rmia_auc" in metrics:
         out["avg_gap"] = avg_gap(metrics, retrain)
     return out
-
-
-def fit_model(images, labels, indices, params: Params, seed: int, stats: dict, num_classes: int,
-              checkpoint: EpochCheckpoint | None, device: torch.device):
-    """A model of ``params.model`` (normalising with ``stats``) trained from seed ``seed`` with the
-    ``params.train`` recipe (FastClip per ``params.lipschitz``) on ``images[indices]``; returns it
-    in eval mode and the seconds it took."""
-    from unlearn.device import prepare_model
-    from unlearn.lipschitz import clipping_callbacks
-    from unlearn.models import create_model
-    from unlearn.training import resumed_seconds, train_
-
-    model = prepare_model(create_model(params.model.name, in_channels=images.shape[1], num_classes=num_classes,
-                                       seed=seed, width=params.model.width, batch_norm=params.model.batch_norm,
-                                       cifar_stem=params.model.cifar_stem,
-                                       **stats), device)
-    callbacks = clipping_callbacks(model, images.shape[1:], params.lipschitz, seed)
-    idx = torch.as_tensor(indices)
-    start = time.perf_counter()
-    history = train_(model, images[idx], labels[idx], params.train, generator=torch.Generator().manual_seed(seed),
-                     callbacks=callbacks, checkpoint=checkpoint)
-    return model.eval(), time.perf_counter() - start + resumed_seconds(history)
 
 
 def run_method(cell: CellModels, name: str, cfg, seed: int, clip=None, bound: bool = False) -> dict:

@@ -58,7 +58,7 @@ def test_same_params_and_seed_give_bit_identical_splits_and_models(project):
 
     first = outputs()
     shutil.rmtree(project / "data")
-    assert outputs() == first and len(first) == 9
+    assert outputs() == first and len(first) == 10
 
 
 def test_doctor_finds_a_copied_mlflow_store_that_would_write_into_another_workspace(project, tmp_path, monkeypatch):
