@@ -57,50 +57,45 @@ def _block_end(lines: list[str], start: int, indent: int) -> int:
     return end
 
 
+def _find(lines: list[str], path: tuple[str, ...]) -> tuple[int | None, int, int, int]:
+    """Where ``path`` is in params.yaml's ``lines``: (its line, or None when missing from ``depth``
+    on; the depth reached; the end and the indent of the innermost block found)."""
+    lo, hi, indent = 0, len(lines), -1
+    for depth, key in enumerate(path):
+        found = next((i for i in range(lo, hi) if (m := _LINE.match(lines[i])) and m["key"] == key
+                      and len(m["indent"]) > indent and not (indent < 0 and m["indent"])), None)
+        if found is None or depth == len(path) - 1:
+            return found, depth, hi, indent
+        indent = len(lines[found]) - len(lines[found].lstrip(" "))
+        lo, hi = found + 1, _block_end(lines, found, indent)
+    raise AssertionError("unreachable")
+
+
 def set_value(text: str, path: tuple[str, ...], value: Any) -> str:
     """``text`` (params.yaml) with ``path`` set to ``value``, comments kept."""
     lines = text.split("\n")
-    lo, hi, indent = 0, len(lines), -1
-    for depth, key in enumerate(path):
-        found = None
-        for i in range(lo, hi):
-            match = _LINE.match(lines[i])
-            if match and len(match["indent"]) > indent and match["key"] == key:
-                if indent < 0 and match["indent"]:
-                    continue  # top-level keys only at depth 0
-                found = i, match
-                break
-        if found is None:  # add the missing keys at the end of the enclosing block
-            child = " " * (indent + 2 if indent >= 0 else 0)
-            new = [f"{' ' * (len(child) + 2 * n)}{part}:" for n, part in enumerate(path[depth:-1])]
-            new.append(f"{' ' * (len(child) + 2 * len(path[depth:-1]))}{path[-1]}: {_scalar(value)}")
-            lines[hi:hi] = new
-            return "\n".join(lines)
-        i, match = found
-        if depth == len(path) - 1:
-            block = _block_end(lines, i, len(match["indent"]))
-            line = f"{match['indent']}{key}: {_scalar(value)}"
-            if match["comment"]:  # at its old column when the new value leaves room
-                line = f"{line.ljust(lines[i].index('#', match.start('comment')) - 1)} {match['comment'].strip()}"
-            lines[i:block] = [line]
-            return "\n".join(lines)
-        indent = len(match["indent"])
-        lo, hi = i + 1, _block_end(lines, i, indent)
-    raise AssertionError("unreachable")
+    i, depth, hi, indent = _find(lines, path)
+    if i is None:  # add the missing keys at the end of the enclosing block
+        child = " " * (indent + 2 if indent >= 0 else 0)
+        new = [f"{' ' * (len(child) + 2 * n)}{part}:" for n, part in enumerate(path[depth:-1])]
+        new.append(f"{' ' * (len(child) + 2 * len(path[depth:-1]))}{path[-1]}: {_scalar(value)}")
+        lines[hi:hi] = new
+        return "\n".join(lines)
+    match = _LINE.match(lines[i])
+    line = f"{match['indent']}{path[-1]}: {_scalar(value)}"
+    if match["comment"]:  # at its old column when the new value leaves room
+        line = f"{line.ljust(lines[i].index('#', match.start('comment')) - 1)} {match['comment'].strip()}"
+    lines[i:_block_end(lines, i, len(match["indent"]))] = [line]
+    return "\n".join(lines)
 
 
 def drop_section(text: str, path: tuple[str, ...]) -> str:
     """``text`` (params.yaml) without the block of ``path`` (its line and everything nested under it)."""
     lines = text.split("\n")
-    lo, hi, indent, found = 0, len(lines), -1, None
-    for key in path:
-        found = next((i for i in range(lo, hi) if (m := _LINE.match(lines[i])) and m["key"] == key
-                      and len(m["indent"]) > indent and not (indent < 0 and m["indent"])), None)
-        if found is None:
-            raise ConfigError(f"preset: drop {'.'.join(path)}: params.yaml has no such section")
-        indent = len(lines[found]) - len(lines[found].lstrip(" "))
-        lo, hi = found + 1, _block_end(lines, found, indent)
-    del lines[found:hi]
+    i = _find(lines, path)[0]
+    if i is None:
+        raise ConfigError(f"preset: drop {'.'.join(path)}: params.yaml has no such section")
+    del lines[i:_block_end(lines, i, len(lines[i]) - len(lines[i].lstrip(" ")))]
     return "\n".join(lines)
 
 

@@ -8,11 +8,10 @@ re-runs), and importing reads no ``train.*`` key (a new training recipe re-impor
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from unlearn.config import Params
-from unlearn.io import read_json, save_tensors, write_json
+from unlearn.io import file_sha256, read_json, save_tensors, write_json
 from unlearn_pipeline.common import CHECKPOINT_CHECKED, IMPORTED, IMPORTED_INFO, META, load_prepared, stage_device
 from unlearn_pipeline.model_store import build_model, input_example
 from unlearn_pipeline.stages import stage
@@ -38,7 +37,8 @@ def import_model(params: Params, run: TrackedRun) -> None:
         load_checkpoint(model, checkpoint, params.model.name)  # before the images load: a bad file fails at once
         data = load_prepared(stage_device(params))
         save_tensors(IMPORTED, model.state_dict())
-        write_json(IMPORTED_INFO, {"imported": True, **file_identity(Path(checkpoint))})
+        write_json(IMPORTED_INFO, {"imported": True, "sha256": file_sha256(checkpoint),
+                                   "bytes": Path(checkpoint).stat().st_size})  # by content: its path may change
         run.set_tags({"original.checkpoint": checkpoint})
         run.log_model(model, "unlearn-original", input_example(data), tags={"original.checkpoint": checkpoint})
     else:
@@ -46,11 +46,3 @@ def import_model(params: Params, run: TrackedRun) -> None:
         write_json(IMPORTED_INFO, {"imported": False})
     write_json(CHECKPOINT_CHECKED, CHECKED_NOTE)
 
-
-def file_identity(path: Path) -> dict:
-    """The file's sha256 and size: what names it by content (its path may change)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}

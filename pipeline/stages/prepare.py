@@ -28,13 +28,13 @@ def prepare(params: Params, run: TrackedRun) -> None:
 
     cfg = params.data
     data = load_dataset(cfg.dataset, root=cfg.root, path=cfg.path, download=cfg.download, cache_dir=CACHE_DIR)
+    train, _ = train_test_split(len(data.labels), seed=params.seed, test_start=data.test_start,
+                                test_fraction=cfg.test_fraction)  # make_splits' own train split
+    mean, std = channel_stats(data.images[torch.as_tensor(train)])
     scores = None
     if cfg.forget.mode == "memorized":
         from unlearn_pipeline.memorization import train_scores
 
-        train, _ = train_test_split(len(data.labels), seed=params.seed, test_start=data.test_start,
-                                    test_fraction=cfg.test_fraction)
-        mean, std = channel_stats(data.images[torch.as_tensor(train)])
         scores = train_scores(params, data.images, data.labels, len(data.classes), train, {"mean": mean, "std": std},
                               stage_device(params))
     splits = make_splits(data.labels.numpy(), seed=params.seed, forget=cfg.forget, test_start=data.test_start,
@@ -42,7 +42,6 @@ def prepare(params: Params, run: TrackedRun) -> None:
     write_json(MEMORIZATION_SUMMARY, memorization_summary(cfg.forget, splits, scores))
     later = read_requests(params.requests.files, first=splits.forget, n_samples=len(data.labels),
                           train_size=len(splits.train), test=splits.test, names=data.names)
-    mean, std = channel_stats(data.images[torch.as_tensor(splits.train)])
     save_tensors(IMAGES, {"images": data.images, "labels": data.labels})
     for name, idx in splits.as_dict().items():
         save_indices(split_path(name), idx)

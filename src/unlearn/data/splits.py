@@ -86,7 +86,7 @@ def _memorized_indices(train: np.ndarray, forget: ForgetConfig, seed: int, score
         raise DataError("data.forget.mode = memorized needs the memorisation score of every train sample "
                         f"(prepare computes them; got {0 if scores is None else len(scores)} for {len(train)})")
     pool = memorized_pool(np.asarray(scores), forget.level, forget.pool)
-    count = forget.count if forget.count is not None else int(round(forget.fraction * len(train)))
+    count = _forget_count(forget, len(train))
     if not 0 < count <= len(pool) or count >= len(train):
         key, value = ("count", forget.count) if forget.count is not None else ("fraction", forget.fraction)
         raise ConfigError(f"params.yaml: data.forget.{key} = {value}: gives {count} forget samples; the {forget.level} "
@@ -94,6 +94,11 @@ def _memorized_indices(train: np.ndarray, forget: ForgetConfig, seed: int, score
                           f"pool")
     chosen = np.random.default_rng([seed, _FORGET_STREAM]).choice(len(pool), size=count, replace=False)
     return np.sort(train[pool[chosen]])
+
+
+def _forget_count(forget: ForgetConfig, n_train: int) -> int:
+    """The forget set's size: ``count``, else ``fraction`` of train."""
+    return forget.count if forget.count is not None else int(round(forget.fraction * n_train))
 
 
 def _forget_indices(labels: np.ndarray, train: np.ndarray, forget: ForgetConfig, seed: int) -> np.ndarray:
@@ -106,7 +111,7 @@ def _forget_indices(labels: np.ndarray, train: np.ndarray, forget: ForgetConfig,
         if len(forget.classes) == len(present):
             raise ConfigError(f"params.yaml: data.forget.classes = {forget.classes}: forgetting every class leaves nothing to remain")
         return train[np.isin(labels[train], forget.classes)]
-    count = forget.count if forget.count is not None else int(round(forget.fraction * len(train)))
+    count = _forget_count(forget, len(train))
     if not 0 < count < len(train):
         key, value = ("count", forget.count) if forget.count is not None else ("fraction", forget.fraction)
         raise ConfigError(f"params.yaml: data.forget.{key} = {value}: gives {count} forget samples; "
