@@ -18,14 +18,24 @@ from unlearn.errors import ConfigError, UserError
 def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> None:
     """Validate params, then run stage ``name`` inside one MLflow run."""
     from unlearn.config import load_params
-    from unlearn.device import precision
-    from unlearn_pipeline.common import device_tags
     from unlearn_pipeline.stages import load_stage
-    from unlearn_pipeline.tracking import TrackedRun
+    from unlearn_pipeline.tracking import finish_companion, start_companion
 
     stage = load_stage(name)
     _check_items(name, stage.fn, items)
     params = load_params(params_file)
+    start_companion()  # MLflow's import overlaps torch's and the stage's work
+    try:
+        _run_tracked(name, stage, items, params)
+    finally:
+        finish_companion()
+
+
+def _run_tracked(name: str, stage, items: list[str], params) -> None:
+    from unlearn.device import precision
+    from unlearn_pipeline.common import device_tags
+    from unlearn_pipeline.tracking import TrackedRun
+
     if stage.threads is not None:
         pin_threads(stage.threads)
     sections = {}

@@ -30,6 +30,8 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -45,6 +47,7 @@ PARENT_RUN_ENV = "UNLEARN_PARENT_RUN_ID"
 EXECUTION_ENV = "UNLEARN_EXECUTION"  # set by the Prefect flow: the id of its execution
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3 UI: model training, not GenAI
 PENDING = Path(".unlearn/mlflow-pending")  # one folder per run with something not logged
+COMPANION_ENV = "UNLEARN_MLFLOW_COMPANION"  # "0": a stage logs from its own process (no companion)
 
 
 def tracking_uri(root: Path = Path(".")) -> str:
@@ -229,6 +232,79 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class Companion:
+    """The MLflow companion of this process (:mod:`unlearn_pipeline.mlflow_companion`): a child
+    that imports MLflow and its store while this process imports torch and works (about 3 s
+    of every stage's start-up, measured by ``benchmarks/bench_stage_overhead.py``), then
+    performs this process's :class:`TrackedRun` calls in order. Artifacts and models are
+    copied into a spool folder when logged, so that the companion logs them as they were."""
+
+    def __init__(self) -> None:
+        self.owner = os.getpid()  # a spawned or forked worker logs from its own process
+        self.spool = Path(tempfile.mkdtemp(prefix="unlearn-mlflow-"))
+        self.process = subprocess.Popen([sys.executable, "-m", "unlearn_pipeline.mlflow_companion"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.replies: dict[str, dict] = {}
+        self.files = 0
+        self.broken = False
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Queue one operation; False when the companion is gone (what follows is not logged)."""
+        if self.broken:
+            return False
+        try:
+            self.process.stdin.write(json.dumps(message, default=str) + "\n")
+            self.process.stdin.flush()
+            return True
+        except OSError as error:
+            self.broken = True
+            log.warning("MLflow: the logging companion (pid %d) ended early (%s); this stage's runs are not logged "
+                        "from here on", self.process.pid, error)
+            return False
+
+    def reply(self, key: str) -> dict[str, Any]:
+        """The companion's answer to ``enter`` ``key``: ``run_id`` and ``origin`` (waits for it)."""
+        while key not in self.replies and not self.broken:
+            line = self.process.stdout.readline()
+            if not line:
+                self.broken = True
+                break
+            answer = json.loads(line)
+            self.replies[answer.pop("key")] = answer
+        return self.replies.get(key, {"run_id": None, "origin": {}})
+
+    def spool_path(self, name: str) -> Path:
+        self.files += 1
+        folder = self.spool / str(self.files)
+        folder.mkdir()
+        return folder / name
+
+    def close(self) -> None:
+        """End the companion once it has performed every queued operation."""
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        self.process.wait()
+        shutil.rmtree(self.spool, ignore_errors=True)
+
+
+_companion: Companion | None = None
+
+
+def start_companion() -> None:
+    """Log this process's runs through a :class:`Companion` (unless ``UNLEARN_MLFLOW_COMPANION=0``)."""
+    global _companion
+    if _companion is None and os.environ.get(COMPANION_ENV, "1") != "0":
+        _companion = Companion()
+
+
+def finish_companion() -> None:
+    """Wait for the companion to log everything queued, then end it."""
+    global _companion
+    companion, _companion = _companion, None
+    if companion is not None:
+        companion.close()
+
+
 class TrackedRun:
     """An MLflow run (a stage execution, or a flow execution); every call is failure-tolerant.
 
@@ -236,7 +312,8 @@ class TrackedRun:
     if the body raised.
     A run is nested under ``parent`` (a run id), else under ``UNLEARN_PARENT_RUN_ID`` when
     set; one started while another is active in this process (a job run in the stage's
-    own process) is nested under it.
+    own process) is nested under it. While this process has a :class:`Companion`, every call
+    is queued to it and returns at once (``run_id`` waits for the run to exist).
     """
 
     def __init__(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None,
@@ -253,8 +330,18 @@ class TrackedRun:
         self.not_logged: list[str] = []
         self._pending: list[dict[str, Any]] = []  # what was not logged, for `unlearn sync-mlflow`
         self._journal: Path | None = None
+        self._remote: Companion | None = None
 
     def __enter__(self) -> "TrackedRun":
+        companion = _companion
+        if companion is not None and companion.owner == os.getpid():
+            self._key = f"{id(self):x}-{_now_ms()}"
+            tags = {"unlearn.process": f"{socket.gethostname()}:{os.getpid()}", "unlearn.execution": execution_id(),
+                    **self.tags}
+            if companion.send({"op": "enter", "key": self._key, "name": self.name, "params": self.params,
+                               "tags": tags, "parent": self.parent, "origin": self.origin}):
+                self._remote = companion
+                return self
         self._start_time = _now_ms()
         self._all_tags = {**(self.origin if self.origin is not None else {**git_state(), **provenance()}),
                           "unlearn.process": f"{socket.gethostname()}:{os.getpid()}",
@@ -277,6 +364,9 @@ class TrackedRun:
     def __exit__(self, exc_type, exc, tb) -> None:
         status = ("FINISHED" if exc_type is None
                   else "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+        if self._remote is not None:
+            self._remote.send({"op": "exit", "key": self._key, "status": status})
+            return
         self._call("end the run", lambda: self._mlflow.end_run(status=status),
                    {"op": "end", "status": status, "timestamp": _now_ms()})
         if self.failed:
@@ -336,12 +426,22 @@ class TrackedRun:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         op = {"op": "metrics", "metrics": {key: float(value) for key, value in metrics.items()}, "step": step,
               "timestamp": _now_ms()}
+        if self._remote is not None:
+            self._remote.send({"op": "metrics", "key": self._key, "metrics": op["metrics"], "step": step})
+            return
         self._call(f"metrics{'' if step is None else f' (step {step})'}",
                    lambda: self._mlflow.log_metrics(dict(metrics), step=step), op)
 
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None, *, shown: str | None = None) -> None:
+        """Log the file ``path`` (``shown``: how messages name it, the path by default)."""
+        if self._remote is not None:
+            copy_path = self._remote.spool_path(Path(path).name)
+            shutil.copyfile(path, copy_path)  # as it is now: the output may change later
+            self._remote.send({"op": "artifact", "key": self._key, "path": str(copy_path),
+                               "artifact_path": artifact_path, "shown": str(path)})
+            return
         op: dict[str, Any] = {"op": "artifact", "name": Path(path).name, "artifact_path": artifact_path}
-        self._call(f"artifact {path}", lambda: self._mlflow.log_artifact(str(path), artifact_path), op)
+        self._call(f"artifact {shown or path}", lambda: self._mlflow.log_artifact(str(path), artifact_path), op)
         if self._pending and self._pending[-1] is op:  # keep the file as it is now: the output may change later
             folder = self._pending_dir() / "artifacts" / str(len(self._pending))
             try:
@@ -367,6 +467,9 @@ class TrackedRun:
         """
         if any(p.device.type != "cpu" for p in model.parameters()):
             model = copy.deepcopy(model).cpu()  # loadable anywhere; MLflow runs the example on the CPU
+        if self._remote is not None:
+            self._queue_model(model, registered_name, input_example, tags)
+            return
         version_tags, description = self._version_tags()
         version_tags.update(tags or {})
         op: dict[str, Any] = {"op": "model", "registered_name": registered_name, "tags": version_tags,
@@ -391,6 +494,19 @@ class TrackedRun:
             op["file"] = f"artifacts/{folder.name}/model.pt"
             op["input_example"] = f"artifacts/{folder.name}/input_example.npy"
 
+    def _queue_model(self, model: torch.nn.Module, registered_name: str, input_example: numpy.ndarray,
+                     tags: Mapping[str, str] | None) -> None:
+        """Hand the module (pickled whole, as the pending folder keeps it) to the companion."""
+        import numpy
+        import torch
+
+        model_path = self._remote.spool_path("model.pt")
+        example_path = model_path.with_name("input_example.npy")
+        torch.save(model, model_path)
+        numpy.save(example_path, numpy.asarray(input_example))
+        self._remote.send({"op": "model", "key": self._key, "registered_name": registered_name,
+                           "file": str(model_path), "input_example": str(example_path), "tags": dict(tags or {})})
+
     def _version_tags(self) -> tuple[dict[str, str], str]:
         """A model version's tags (every param the run logged, ``params.sha256`` of them all, the
         stage and the commit) and one line naming the stage, its own section's values and the hash."""
@@ -407,14 +523,21 @@ class TrackedRun:
     @property
     def origin_tags(self) -> dict[str, str]:
         """The git state and provenance this run was tagged with (see :func:`git_state`, :func:`provenance`)."""
+        if self._remote is not None:
+            return self._remote.reply(self._key)["origin"]
         return {key: value for key, value in getattr(self, "_all_tags", {}).items()
                 if key.startswith(("git.", "version.", "data.")) or key == "python"}
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
+        if self._remote is not None:
+            self._remote.send({"op": "tags", "key": self._key, "tags": dict(tags)})
+            return
         self._call("tags", lambda: self._mlflow.set_tags(dict(tags)), {"op": "tags", "tags": dict(tags)})
 
     @property
     def run_id(self) -> str | None:
+        if self._remote is not None:
+            return self._remote.reply(self._key)["run_id"]
         return self._run_id
 
 

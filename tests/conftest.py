@@ -32,7 +32,8 @@ ALL_STAGES = {"prepare", "import_model", "train", "retrain", "adversarial", "ref
               *(f"unlearn_class@{m}" for m in CLASS_METHODS), "evaluate_class"}
 STUDY_STAGES = {"sweep_cell@0-0", "sweep_cell@1-0", "tuning_cell", "sweep_method@amun", "sweep_method@ft",
                 "sweep_report", "smoothness@0", "transfer@0", "class_cell@0-1", "class_tuning_cell",
-                "class_method@trw", "class_method@ft", "class_report", "findings"}
+                "class_method@trw", "class_method@ft", "class_report", "memorized_scores", "memorized_level@high",
+                "findings"}
 
 TINY_PARAMS = {
     "train": {"epochs": 2, "batch_size": 128, "lr": 0.05},
@@ -49,6 +50,8 @@ TINY_PARAMS = {
     "sweep": {"seeds": [0, 1], "forget_seeds": [0], "methods": ["amun", "ft"], "lr_grid": {"ft": [0.01, 0.05]},
               "step_grid": [5], "references": 4},
     "class_sweep": {"seeds": [0], "classes": [1], "methods": ["trw", "ft"], "lr_grid": {"ft": [0.01, 0.05]}},
+    "memorization": {"references": 2, "epochs": 1},
+    "memorized_study": {"levels": ["high"], "seeds": [0], "methods": ["amun", "ft"]},
     "flow": {"concurrency": 2, "retries": 0},
     "execution": {"device": "cpu"},  # the hash-comparing tests: a CUDA host runs them on its CPU
 }

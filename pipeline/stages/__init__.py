@@ -24,6 +24,7 @@ MODULES = {
     "sweep_cell": "sweep", "sweep_method": "sweep", "sweep_report": "sweep",
     "class_cell": "class_sweep", "class_method": "class_sweep", "class_report": "class_sweep",
     "smoothness": "smoothness", "findings": "findings",
+    "memorized_scores": "memorized_study", "memorized_level": "memorized_study",
     "requests": "requests", "requests_retrain": "requests", "audit": "audit",
 }
 

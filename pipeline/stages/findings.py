@@ -1,4 +1,4 @@
-"""Stage ``findings`` (studies/dvc.yaml): the thesis's findings F1-F6,
+"""Stage ``findings`` (studies/dvc.yaml): the thesis's findings F1-F6 and F1-memorised,
 judged by the rules of :mod:`unlearn.findings` from what the studies measured.
 
 - F1 (AMUN has the smallest Avg Gap) and F4 (RMIA is a stronger test than the SVC
@@ -6,7 +6,9 @@ judged by the rules of :mod:`unlearn.findings` from what the studies measured.
 - F2 (smoother models, smaller gap for AMUN): ``smoothness@<seed>``;
 - F3 (smoothness raises transferability): ``transfer@<seed>``;
 - F5 (MIA-NN exposes prior class-unlearning methods) and F6 (TRW has the smallest MIA-NN
-  and U-LiRA gaps): the class study's cells (``class_cell``, ``class_method``).
+  and U-LiRA gaps): the class study's cells (``class_cell``, ``class_method``);
+- F1-memorised (F1 on forget sets of memorised samples, judged at the hardest level; not a
+  claim of the thesis): the memorised-forget study (``memorized_level@<level>``).
 
 Writes ``metrics/findings.json``, ``reports/findings.md``, ``reports/study.html`` (the
 findings, the smoothness and transfer tables and the heat maps), ``metrics/transfer.json``
@@ -18,28 +20,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from unlearn.config import Params
-from unlearn.errors import DataError
-from unlearn.io import read_json, write_json, write_text
+from unlearn.io import write_json, write_text
 from unlearn_pipeline.cells import target_label
 from unlearn_pipeline.common import METRICS_DIR, PLOTS_DIR, REPORTS_DIR, csv_text, figure, markdown_table
+from unlearn_pipeline.seed_study import SWEEP, level_path, memorized_cells, method_path, read_study_file
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
-SWEEP = Path("data/sweep")
 NORMS = {"l2": "L2", "linf": "L-infinity"}
-
-
-def _read(path: Path) -> dict:
-    if not path.exists():
-        raise DataError(f"{path}: file not found; run `dvc repro studies/dvc.yaml`")
-    return read_json(path)
 
 
 @stage("findings", ("sweep.seeds", "sweep.forget_seeds", "sweep.methods", "smoothness.targets", "smoothness.seeds",
                     "smoothness.methods", "transfer.targets", "transfer.seeds", "class_sweep.seeds",
-                    "class_sweep.classes", "class_sweep.methods", "findings"))
+                    "class_sweep.classes", "class_sweep.methods", "memorized_study.levels", "memorized_study.seeds",
+                    "memorized_study.methods", "findings"))
 def findings(params: Params, run: TrackedRun) -> None:
-    from unlearn.findings import (class_study_findings, seed_study_findings, smoother_more_transferable,
+    from unlearn.findings import (class_study_findings, f1_memorised, seed_study_findings, smoother_more_transferable,
                                   smoother_smaller_gap)
     from unlearn_pipeline.class_study import class_cells, class_variants
 
@@ -58,6 +54,8 @@ def findings(params: Params, run: TrackedRun) -> None:
                                          transfer["trend"]),
         "F4": seed_study["F4"],
         **class_study,
+        "F1-memorised": f1_memorised(memorized_cells(params), rules.margins["F1"], rules.alpha,
+                                     _forget_scores(params)),
     }
     write_json(METRICS_DIR / "findings.json", result)
     write_json(METRICS_DIR / "smoothness.json", smooth["summary"])
@@ -86,13 +84,22 @@ def accurate_target(accuracy: dict[str, float], ordered: list[str], max_drop: fl
                     "why": why if kept else f"no clipped target keeps accuracy: {why}"}
 
 
+def _forget_scores(params: Params) -> dict[str, float]:
+    """Per memorisation level: the forget sets' mean memorisation score over its cells."""
+    import numpy as np
+
+    return {level: round(float(np.mean([c["forget_score_mean"]
+                                         for c in read_study_file(level_path(level))["cells"].values()])), 4)
+            for level in params.memorized_study.levels}
+
+
 def _sweep_cells(params: Params) -> dict[str, list[dict]]:
     """Every model's metrics per cell of the seed study (original and retrain with their gaps)."""
     from unlearn.protocol import gaps
 
     names = [f"seed{s}-forget{f}" for s in params.sweep.seeds for f in params.sweep.forget_seeds]
-    bases = [_read(SWEEP / "cells" / name / "cell.json")["metrics"] for name in names]
-    methods = {m: _read(SWEEP / "methods" / f"{m}.json")["cells"] for m in params.sweep.methods}
+    bases = [read_study_file(SWEEP / "cells" / name / "cell.json")["metrics"] for name in names]
+    methods = {m: read_study_file(method_path(m))["cells"] for m in params.sweep.methods}
     return {"original": [{**b["original"], **gaps(b["original"], b["retrain"])} for b in bases],
             "retrain": [{**b["retrain"], "avg_gap": 0.0, "avg_gap_svc": 0.0} for b in bases],
             **{m: [by_cell[name] for name in names] for m, by_cell in methods.items()}}
@@ -103,7 +110,8 @@ def _smoothness(params: Params) -> dict:
     targets F2 compares (unclipped and the smoothest accurate one) and its positive control."""
     from unlearn.findings import all_controls, interval, rmia_sees_the_original
 
-    per_seed = [_read(Path("data/smoothness") / f"seed{s}" / "results.json") for s in params.smoothness.seeds]
+    per_seed = [read_study_file(Path("data/smoothness") / f"seed{s}" / "results.json")
+                for s in params.smoothness.seeds]
     # unclipped first, then from the loosest target to the smoothest (F2 compares two of them)
     targets = sorted(params.smoothness.targets, key=lambda t: float("-inf") if t is None else -t)
     labels = [target_label(t) for t in targets]
@@ -132,7 +140,7 @@ def _transfer(params: Params) -> dict:
 
     from unlearn.findings import all_controls, control, interval
 
-    per_seed = [_read(Path("data/transfer") / f"seed{s}.json") for s in params.transfer.seeds]
+    per_seed = [read_study_file(Path("data/transfer") / f"seed{s}.json") for s in params.transfer.seeds]
     pairs = {norm: {f"{s}->{t}": [_rate(r[norm]["rate"][s][t]) for r in per_seed]
                     for s in per_seed[0][norm]["rate"] for t in per_seed[0][norm]["rate"][s]} for norm in NORMS}
     models = {name: {key: interval([r["models"][name][key] for r in per_seed])
@@ -201,6 +209,7 @@ def _tables(result: dict, smooth: dict, transfer: dict) -> list[tuple[str, list[
                        [[name, _fmt(d), f"[{d['low']:.2f}, {d['high']:.2f}]"]
                         for name, d in f["evidence"]["differences"].items()]))
         tables.extend(_beside_tables(key, f["evidence"].get("beside_thesis")))
+        tables.extend(_difficulty_tables(key, f["evidence"].get("by_difficulty")))
     keys = ("test_acc", "forget_acc", "mia_rmia_auc", "avg_gap", "lipschitz_bound")
     tables.append((f"F2: smoothness vs gap ({smooth['seeds']} seeds)", ["target", "model", *keys],
                    [[label, model, *(_fmt(m[k]) if k in m else "-" for k in keys)]
@@ -227,12 +236,29 @@ def _beside_tables(key: str, beside: dict | None) -> list[tuple[str, list[str], 
     if not beside:
         return []
     by_attack = beside if all(isinstance(v, dict) and "mean" not in v for v in beside.values()) else {"": beside}
-    subject = {"F1": "AMUN", "F5": "retrain's floor", "F6": "TRW"}.get(key, "the subject")
+    subject = {"F1": "AMUN", "F1-memorised": "AMUN", "F5": "retrain's floor", "F6": "TRW"}.get(key, "the subject")
     return [(f"{key}{f' ({attack})' if attack else ''}: beyond the thesis, reported beside it, not judged",
              ["method", "mean", f"minus {subject}, mean ± 95%", "interval"],
              [[name, f"{m['mean']:.2f}", _fmt(m["difference"]),
                f"[{m['difference']['low']:.2f}, {m['difference']['high']:.2f}]"] for name, m in rows.items()])
             for attack, rows in by_attack.items() if rows]
+
+
+def _difficulty_tables(key: str, by_difficulty: dict | None) -> list[tuple[str, list[str], list[list[str]]]]:
+    """F1-memorised at each level: its verdict, and every model's mean Avg Gap."""
+    if not by_difficulty:
+        return []
+    levels = list(by_difficulty)
+    verdicts = [[level, "-" if d["forget_score_mean"] is None else f"{d['forget_score_mean']:.3f}", d["holds"],
+                 d["why"] or "-", str(d["cells"]), f"{d['detectable']:.2f}",
+                 ("passed: " if d["control_passed"] else "FAILED: ") + d["control"]]
+                for level, d in by_difficulty.items()]
+    models = list(next(iter(by_difficulty.values()))["mean_gap"])
+    gaps = [[model, *(f"{by_difficulty[level]['mean_gap'][model]:.2f}" for level in levels)] for model in models]
+    return [(f"{key}: F1's rule at each memorisation level", ["level", "forget set's mean score", "holds",
+                                                             "why (when not yes)", "cells", "detectable",
+                                                             "positive control"], verdicts),
+            (f"{key}: mean Avg Gap to retrain per level", ["model", *levels], gaps)]
 
 
 INTRO = ("The thesis's findings on random-sample unlearning, smooth models and class unlearning, each judged by "
@@ -244,7 +270,9 @@ INTRO = ("The thesis's findings on random-sample unlearning, smooth models and c
          "smallest true difference the cells could show. Margins and controls are fixed in params.yaml "
          "(findings) before the studies run. Nothing was tuned towards a finding: every verdict is a measurement. "
          "Each verdict judges the thesis's comparison set; the baselines the field compares with now (NegGrad+, "
-         "SCRUB on the random track, SSD, UNSIR) are reported beside F1, F5 and F6, never in their verdicts.")
+         "SCRUB on the random track, SSD, UNSIR) are reported beside F1, F5 and F6, never in their verdicts. "
+         "F1-memorised is not a claim of the thesis: F1's rule on forget sets drawn from the least, middling and "
+         "most memorised samples (Zhao et al., 2024), judged at the hardest level.")
 
 
 def _markdown(result: dict, smooth: dict, transfer: dict) -> str:

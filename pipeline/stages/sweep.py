@@ -20,28 +20,20 @@ from pathlib import Path
 from unlearn.config import Params
 from unlearn.errors import ConfigError, DataError
 from unlearn.io import load_tensors, read_json, save_tensors, write_json, write_text
-from unlearn_pipeline.cells import DEFAULT_REGIME, build_cell, cell_keep
+from unlearn_pipeline.cells import build_cell
 from unlearn_pipeline.common import REPORTS_DIR, load_prepared, markdown_table, stage_device
 from unlearn_pipeline.model_store import build_model
+from unlearn_pipeline.seed_study import SWEEP, cell_dir, cell_references, method_path
 from unlearn_pipeline.stages import STUDY_THREADS, stage
 from unlearn_pipeline.tracking import TrackedRun
 
 log = logging.getLogger(__name__)
 
-SWEEP = Path("data/sweep")
 REPORT_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_rmia_auc", "avg_gap", "mia_svc", "avg_gap_svc",
                "mia_loss_auc", "runtime_vs_retrain")
 GAP_KEYS = ("avg_gap", "avg_gap_svc")
 CELL_SECTIONS = ("model", "train", "lipschitz", "data", "adversarial", "references.epochs", "sweep.references", "mia",
                  "execution.precision")
-
-
-def cell_dir(seed: int, forget_seed: int) -> Path:
-    return SWEEP / "cells" / f"seed{seed}-forget{forget_seed}"
-
-
-def method_path(method: str) -> Path:
-    return SWEEP / "methods" / f"{method}.json"
 
 
 def _seeds(stage_name: str, seed: str, forget_seed: str) -> tuple[int, int]:
@@ -74,7 +66,7 @@ def _load_cell(params: Params, data, seed: int, forget_seed: int):
     import torch
 
     from unlearn.attacks import AdversarialSet
-    from unlearn.protocol import CellModels, References
+    from unlearn.protocol import CellModels
     from unlearn.unlearning import ForgetTask
 
     folder = cell_dir(seed, forget_seed)
@@ -86,9 +78,7 @@ def _load_cell(params: Params, data, seed: int, forget_seed: int):
     model.load_state_dict(blob["original"])
     task = ForgetTask(data.images, data.labels, torch.as_tensor(splits["forget"]), torch.as_tensor(splits["remain"]),
                       len(data.meta["classes"]), AdversarialSet(**blob["adversarial"]))
-    count = params.sweep.references
-    logits = torch.stack([load_tensors(folder / "references" / f"logits_{k}.pt")["logits"] for k in range(count)])
-    references = References(cell_keep(count, len(data.labels), seed, forget_seed, DEFAULT_REGIME), logits)
+    references = cell_references(params, len(data.labels), seed, forget_seed)
     return CellModels(task, splits, model.eval(), info["retrain_s"], info["adversarial_s"], info["metrics"],
                       info["stats"], references, params.mia, seed)
 

@@ -630,6 +630,38 @@ class SweepConfig(_Section):
         return self
 
 
+MEMORIZATION_LEVELS = ("low", "medium", "high")  # from the easiest forget set to the hardest
+
+
+class MemorizedStudyConfig(_Section):
+    """Does AMUN's advantage (finding F1) hold on forget sets of memorised samples?
+    (studies/dvc.yaml: ``memorized_scores``, ``memorized_level@<level>``; F1-memorised, a
+    question the thesis does not ask.)
+
+    ``memorized_scores`` scores every sample of the dataset with ``memorization.references``
+    models of its own, each on a seeded random half of all samples. For each of ``levels`` and
+    each cell (``seeds`` x ``sweep.forget_seeds``) of the seed study, ``memorized_level@<level>``
+    draws the cell's forget set (``data.forget``'s size) from the ``pool`` fraction of the
+    cell's train set at that level (:func:`unlearn.data.splits.memorized_pool`), trains its
+    original and retrained model, builds D_A, and runs ``methods`` at the rates the seed study
+    chose (tuned on its random tuning forget set: not re-tuned per level). The cell's RMIA and
+    LiRA reference models are the seed study's of the same cell: trained on random halves of
+    all samples, they do not depend on the forget set. ``seeds`` must be seed-study seeds
+    and ``methods`` seed-study methods."""
+
+    levels: list[Literal[MEMORIZATION_LEVELS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(MEMORIZATION_LEVELS))
+    seeds: list[NonNegInt] = Field(default_factory=lambda: [0, 1, 2])
+    pool: OpenFraction = 0.2
+    methods: list[Literal[RANDOM_TRACK_METHODS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["amun", "amun_no_remain", "ft", "rl", "ga", "l1_sparse", "salun", "bs"])
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "MemorizedStudyConfig":
+        _distinct_lists(self, ("levels", "seeds", "methods"))
+        return self
+
+
 CLASS_TRACK_METHODS = tuple(UnlearnClassConfig.model_fields)
 
 
@@ -794,6 +826,7 @@ class Params(_Section):
     mia_nn: MiaNnConfig = Field(default_factory=MiaNnConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     smoothness: SmoothnessConfig = Field(default_factory=SmoothnessConfig)
+    memorized_study: MemorizedStudyConfig = Field(default_factory=MemorizedStudyConfig)
     findings: FindingsConfig = Field(default_factory=FindingsConfig)
     class_sweep: ClassSweepConfig = Field(default_factory=ClassSweepConfig)
     references: ReferencesConfig = Field(default_factory=ReferencesConfig)

@@ -240,16 +240,51 @@ def seed_study_findings(cells: Mapping[str, Sequence[Mapping]], margins: Mapping
                         alpha: float = 0.05) -> dict[str, dict]:
     """F1 and F4 from the seed study's cells: model (``original``, ``retrain``, each method)
     -> its metrics per cell, the same cells in the same order, each with ``avg_gap``."""
-    gaps = {name: [c["avg_gap"] for c in per_cell] for name, per_cell in cells.items()}
     sees = rmia_sees_the_original(cells["original"], cells["retrain"], alpha)
     thesis = {name: per_cell for name, per_cell in cells.items() if name not in BEYOND_THESIS["random"]}
-    f1 = amun_smallest_gap(gaps, baseline_groups(cells), margins["F1"], alpha, sees)
-    if "amun" in gaps:
-        f1["evidence"]["beside_thesis"] = beside_thesis(gaps, gaps["amun"], BEYOND_THESIS["random"])
-    return {"F1": f1,
+    return {"F1": f1_of_cells(cells, margins["F1"], alpha),
             "F4": rmia_stronger([c["mia_rmia_auc"] for c in cells["original"]],
                                 [c["mia_loss_auc"] for c in cells["original"]], methods_told_from_retrain(thesis),
                                 margins["F4"], alpha, sees)}
+
+
+def f1_of_cells(cells: Mapping[str, Sequence[Mapping]], margin: float, alpha: float = 0.05) -> dict:
+    """F1 (:func:`amun_smallest_gap`) from cells as :func:`seed_study_findings` takes them, with
+    RMIA's positive control and the baselines beyond the thesis reported beside it."""
+    gaps = {name: [c["avg_gap"] for c in per_cell] for name, per_cell in cells.items()}
+    sees = rmia_sees_the_original(cells["original"], cells["retrain"], alpha)
+    f1 = amun_smallest_gap(gaps, baseline_groups(cells), margin, alpha, sees)
+    if "amun" in gaps:
+        f1["evidence"]["beside_thesis"] = beside_thesis(gaps, gaps["amun"], BEYOND_THESIS["random"])
+    return f1
+
+
+def f1_memorised(cells_by_level: Mapping[str, Mapping[str, Sequence[Mapping]]], margin: float, alpha: float = 0.05,
+                 forget_scores: Mapping[str, float] | None = None) -> dict:
+    """F1-memorised: F1's rule and control (:func:`f1_of_cells`) at each memorisation level of
+    ``cells_by_level`` (level -> cells). A question the thesis does not ask: does AMUN's advantage
+    hold when the forget set is hard? The finding is the verdict at the hardest level present
+    (``high`` before ``medium`` before ``low``, Zhao et al.'s difficulties); every level's
+    verdict is in ``evidence.by_difficulty``, with ``forget_scores`` (the forget sets' mean
+    memorisation score per level) beside them."""
+    from unlearn.config import MEMORIZATION_LEVELS
+
+    judged = {level: f1_of_cells(cells, margin, alpha) for level, cells in cells_by_level.items()}
+    hardest = max(judged, key=MEMORIZATION_LEVELS.index)
+    finding = judged[hardest]
+    finding["claim"] = (f"AMUN has the smallest Avg Gap to retrain on forget sets drawn from the {hardest}-"
+                        f"memorisation pool, with and without remain access (not a claim of the thesis, whose "
+                        f"forget sets are random: the question of Zhao et al., 2024)")
+    finding["rule"] = f"at the hardest level studied ({hardest}), F1's rule: {finding['rule']}"
+    finding["thesis"] = False
+    finding["difficulty"] = hardest
+    finding["evidence"]["by_difficulty"] = {
+        level: {"holds": f["holds"], "why": f["why"], "cells": f["cells"], "detectable": f["detectable"],
+                "control_passed": f["control"]["passed"], "control": f["control"]["why"],
+                "mean_gap": f["evidence"]["mean_gap"],
+                "forget_score_mean": None if forget_scores is None else forget_scores.get(level)}
+        for level, f in sorted(judged.items(), key=lambda item: MEMORIZATION_LEVELS.index(item[0]))}
+    return finding
 
 
 def mia_nn_exposes(gaps: Mapping[str, Sequence[float]], floor: Sequence[float], margin: float,

@@ -54,22 +54,30 @@ class CellModels:
 
 def prepare_cell(images: torch.Tensor, labels: torch.Tensor, test_start: int | None, params: Params, seed: int,
                  forget_seed: int, checkpoint: Callable[[str, np.ndarray], EpochCheckpoint] | None = None,
-                 device: torch.device = torch.device("cpu"), references: References | None = None) -> CellModels:
+                 device: torch.device = torch.device("cpu"), references: References | None = None,
+                 memorization: np.ndarray | None = None) -> CellModels:
     """Splits, original and retrained models (on ``device``), D_A and their metrics for one cell.
 
     With ``checkpoint``, ``checkpoint(name, train_indices)`` gives the per-epoch checkpoint
     of the ``original`` and the ``retrain`` training (see :func:`unlearn.training.train_`).
     With ``references`` (trained on random halves of all of ``images``, so independent of
-    the split), every model of the cell also faces RMIA and LiRA (``params.mia``)."""
+    the split), every model of the cell also faces RMIA and LiRA (``params.mia``).
+    ``memorization``: every sample's memorisation score (dataset order), for
+    ``data.forget.mode: memorized``."""
     from unlearn.attacks import adversarial_set, choose_eps_init
     from unlearn.data import make_splits
+    from unlearn.data.splits import train_test_split
     from unlearn.evaluation import predict
     from unlearn.lipschitz import lipschitz_bound
     from unlearn.training import to_float
     from unlearn.unlearning import ForgetTask
 
+    if memorization is not None:
+        train, _ = train_test_split(len(labels), seed=forget_seed, test_start=test_start,
+                                    test_fraction=params.data.test_fraction)
+        memorization = memorization[train]
     split = make_splits(labels.numpy(), seed=forget_seed, forget=params.data.forget, test_start=test_start,
-                        test_fraction=params.data.test_fraction)
+                        test_fraction=params.data.test_fraction, memorization=memorization)
     stats = normalisation(images, split.train)
     num_classes = int(labels.max()) + 1
 

@@ -81,7 +81,10 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     reference_jobs = [r for r in jobs if "reference" in r.data.tags]
     assert all(r.data.tags["mlflow.parentRunId"] == references_run.info.run_id for r in reference_jobs)
 
-    assert repro(project) == set()
+    cache = project / "src" / "unlearn" / "attacks" / "__pycache__"  # what a stage importing the folder leaves
+    cache.mkdir(exist_ok=True)
+    (cache / "pgd.cpython-311.pyc").write_bytes(b"bytecode")
+    assert repro(project) == set()  # a folder dependency's bytecode is no change of it (.dvcignore)
     assert len(mlflow_runs(project)) == len(ALL_STAGES) + len(jobs)
     readme = (project / "README.md").read_text()
     command = next(line.split("#")[0].split() for line in readme.splitlines() if "dvc exp show --drop" in line)
@@ -183,13 +186,21 @@ def test_the_seed_study_runs_per_method_and_reruns_only_what_changed(project):
         "from", "avg_gap", "avg_gap_svc"}
     assert len(list((project / "data/sweep/cells/seed0-forget0/references").glob("logits_*.pt"))) == 4
     findings = json.loads((project / "metrics" / "findings.json").read_text())
-    assert set(findings) == {"F1", "F2", "F3", "F4", "F5", "F6"}
+    assert set(findings) == {"F1", "F2", "F3", "F4", "F5", "F6", "F1-memorised"}
     for finding in findings.values():
         assert finding["holds"] in ("yes", "no", "inconclusive", "untestable") and finding["rule"]
         assert (finding["why"] == "") == (finding["holds"] == "yes") and finding["evidence"]
         assert finding["margin"] > 0 and finding["detectable"] >= 0 and isinstance(finding["control"]["passed"], bool)
         assert (finding["holds"] == "untestable") == (not finding["control"]["passed"])
     assert findings["F1"]["cells"] == 2 and "ft - amun" in findings["F1"]["evidence"]["differences"]
+    hard = json.loads((project / "data/sweep/memorized/high.json").read_text())["cells"]["seed0-forget0"]
+    assert hard["forget_score_mean"] > hard["train_score_mean"] and set(hard["models"]) == {
+        "original", "retrain", "amun", "ft"}
+    memorised = findings["F1-memorised"]
+    assert memorised["thesis"] is False and memorised["difficulty"] == "high" and memorised["cells"] == 1
+    assert set(memorised["evidence"]["by_difficulty"]) == {"high"}
+    assert "ft - amun" in memorised["evidence"]["differences"]
+    assert memorised["evidence"]["by_difficulty"]["high"]["forget_score_mean"] == hard["forget_score_mean"]
     transfer = json.loads((project / "metrics" / "transfer.json").read_text())
     assert set(transfer["rate"]) == {"l2", "linf"} and set(transfer["rate"]["linf"]) == {
         "none->none", "none->L1", "L1->none", "L1->L1"}
@@ -203,11 +214,12 @@ def test_the_seed_study_runs_per_method_and_reruns_only_what_changed(project):
     assert findings["F6"]["cells"] == 1 and "U-LiRA: ft - trw" in findings["F6"]["evidence"]["differences"]
     assert "F5" in (project / "reports" / "class_sweep.md").read_text()
     write_params(project, {"unlearn": {"amun": {"lr": 0.02}}})
-    assert repro(project, "studies/dvc.yaml") == {"sweep_method@amun", "sweep_report", "findings",
-                                                  "smoothness@0"}  # not FT's; smoothness reads all of unlearn
+    assert repro(project, "studies/dvc.yaml") == {"sweep_method@amun", "sweep_report", "findings", "smoothness@0",
+                                                  "memorized_level@high"}  # not FT's; those two read all of unlearn
     write_params(project, {"sweep": {"seeds": [0, 1, 2]}})
     assert repro(project, "studies/dvc.yaml") == {"sweep_cell@2-0", "sweep_method@amun", "sweep_method@ft",
-                                                  "sweep_report", "findings"}  # one new cell's training
+                                                  "sweep_report", "memorized_level@high",
+                                                  "findings"}  # one new cell's training; the methods' files moved
     points = [r for r in mlflow_runs(project) if r.data.tags.get("unlearn.job") == "tune-point"]
     assert sorted(r.data.params["lr"] for r in points if r.data.tags["mlflow.runName"].startswith(
         "sweep_method/ft/")) == ["0.01", "0.01", "0.05", "0.05"]

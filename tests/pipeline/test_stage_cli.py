@@ -93,3 +93,18 @@ def test_unlearn_refuses_a_forget_set_overlapping_test(project):
     assert done.stderr.strip().splitlines()[-1] == (
         "error: data/prepared/forget.npy: overlaps the test split data/prepared/test.npy; re-run `dvc repro prepare`")
     assert not (project / "data" / "models").exists()
+
+
+def test_the_memorised_study_refuses_a_seed_the_seed_study_lacks_before_it_trains(project):
+    write_params(project, {"memorized_study": {"seeds": [0, 7]}})
+    results = project / "data" / "sweep" / "memorized" / "high.json"  # the committed study's
+    before = results.read_text()
+    done = run_stage(project, "memorized_level", "high")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: params.yaml: memorized_study.seeds = [0, 7]: 7 is not in sweep.seeds [0, 1] (the study reuses the "
+        "seed study's reference models and learning rates)")
+    done = run_stage(project, "memorized_level", "hard")
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: memorized_level: takes <level>, one of low, medium, high; got 'hard'")
+    assert results.read_text() == before

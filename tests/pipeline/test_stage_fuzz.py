@@ -11,7 +11,7 @@ from tests.conftest import write_params
 
 ITEMS = {"unlearn": ["amun"], "unlearn_class": ["trw"], "sweep_cell": ["0", "0"],
          "sweep_method": ["amun"], "smoothness": ["0"], "transfer": ["0"], "class_cell": ["0", "1"],
-         "class_method": ["trw"]}
+         "class_method": ["trw"], "memorized_level": ["high"]}
 WRONG_ITEMS = [["nope"], ["1", "2", "3"], ["../../etc/passwd"], [""], ["0", "x"]]
 BROKEN_PARAMS = {
     "missing.yaml": None,

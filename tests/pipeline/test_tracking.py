@@ -290,3 +290,47 @@ def test_a_stage_started_by_dvc_takes_the_execution_of_that_dvc_process(tmp_path
     fake_dvc.chmod(0o755)
     pid, execution = subprocess.run([str(fake_dvc), "repro"], capture_output=True, text=True, check=True).stdout.split()
     assert execution.startswith(f"dvc-{pid}-")
+
+
+def test_a_stage_logs_through_its_companion_what_it_would_log_itself(store, tmp_path):
+    """The companion (a child importing MLflow while the stage works) logs the same runs: the
+    stage's run, a nested job run, metrics, tags, an artifact as it was when logged, a model."""
+    import mlflow
+    import numpy as np
+
+    from unlearn_pipeline.tracking import finish_companion, start_companion
+
+    artifact = tmp_path / "report.md"
+    artifact.write_text("as logged")
+    model = _small_cnn()
+    example = np.zeros((1, 1, 8, 8), dtype=np.float32)
+    start_companion()
+    try:
+        with TrackedRun("evaluate", {"evaluate": {"batch_size": 8}}, tags={"dvc.stage": "evaluate"}) as run:
+            with TrackedRun("evaluate/amun", {}, tags={"model": "amun"}, parent=run.run_id,
+                            origin=run.origin_tags) as child:
+                child.log_metrics({"avg_gap": 0.5})
+            run.log_metrics({"loss": 1.0}, step=1)
+            run.set_tags({"data.sha256": "abc"})
+            run.log_artifact(artifact, "report")
+            artifact.write_text("changed after logging")
+            run.log_model(model, "cnn", example)
+            with pytest.raises(RuntimeError):
+                with TrackedRun("failing", {}) as failed:
+                    raise RuntimeError("stage failed")
+    finally:
+        finish_companion()
+    client = mlflow.MlflowClient(store)
+    record, nested = client.get_run(run.run_id), client.get_run(child.run_id)
+    assert record.info.status == "FINISHED" and record.data.params == {"evaluate.batch_size": "8"}
+    assert record.data.tags["dvc.stage"] == "evaluate" and record.data.tags["data.sha256"] == "abc"
+    assert record.data.tags["unlearn.process"].endswith(f":{os.getpid()}")  # the stage's process, not the companion
+    assert nested.data.tags["mlflow.parentRunId"] == run.run_id and nested.data.metrics == {"avg_gap": 0.5}
+    assert nested.data.tags["git.commit"] == record.data.tags["git.commit"]
+    assert client.get_run(failed.run_id).info.status == "FAILED"
+    assert Path(client.download_artifacts(run.run_id, "report/report.md", str(tmp_path / "got"))).read_text() == (
+        "as logged")
+    (version,) = client.search_model_versions("name='cnn'")
+    assert version.tags["dvc.stage"] == "evaluate" and version.run_id == run.run_id
+    mlflow.set_tracking_uri(store)  # this process never logged: its MLflow may point at an earlier test's store
+    _assert_same_outputs(model, "models:/cnn/1")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from unlearn.findings import (amun_smallest_gap, class_study_findings, control, interval, rmia_stronger,
-                              seed_study_findings, smoother_more_transferable, smoother_smaller_gap, verdict)
+from unlearn.findings import (amun_smallest_gap, class_study_findings, control, f1_memorised, interval,
+                              rmia_stronger, seed_study_findings, smoother_more_transferable, smoother_smaller_gap, verdict)
 
 MARGINS = {"F1": 0.5, "F2": 0.5, "F3": 5.0, "F4": 2.0, "F5": 2.0, "F6": 2.0}
 PASSED = {"rule": "test", "passed": True, "why": "detected"}
@@ -209,3 +209,27 @@ def test_class_baselines_beyond_the_thesis_are_beside_f5_and_f6():
     assert found["F5"]["evidence"]["beside_thesis"]["unsir"]["mean"] == pytest.approx(30.0)
     assert set(found["F6"]["evidence"]["beside_thesis"]) == {"MIA-NN", "U-LiRA"}
     assert found["F6"]["evidence"]["beside_thesis"]["MIA-NN"]["unsir"]["difference"]["mean"] > 0
+
+
+def _f1_cells(original_auc: tuple[float, ...], ft_gaps: tuple[float, ...]) -> dict:
+    base = {"mia_svc": 50.0, "mia_loss_auc": 50.0, "mia_rmia_auc": 50.0}
+    return {"original": [{**base, "mia_rmia_auc": a, "avg_gap": 3.0} for a in original_auc],
+            "retrain": [{**base, "avg_gap": 0.0} for _ in original_auc],
+            "amun": [{**base, "avg_gap": 0.5} for _ in original_auc],
+            "ft": [{**base, "avg_gap": g} for g in ft_gaps]}
+
+
+def test_f1_memorised_is_judged_at_the_hardest_level_and_reports_every_level():
+    by_level = {"high": _f1_cells((60.0, 61.0, 59.0), (0.4, 0.5, 0.6)),  # a tie with AMUN when it is hard
+                "low": _f1_cells((50.0, 50.0, 50.0), (2.0, 2.1, 1.9))}  # the original is not detected at all
+    found = f1_memorised(by_level, 0.5, forget_scores={"low": -0.01, "high": 0.4})
+    assert found["difficulty"] == "high" and found["thesis"] is False and found["holds"] == "no"
+    assert "high-memorisation pool" in found["claim"] and "not a claim of the thesis" in found["claim"]
+    assert found["rule"].startswith("at the hardest level studied (high), F1's rule")
+    levels = found["evidence"]["by_difficulty"]
+    assert list(levels) == ["low", "high"]  # easiest first, whatever the input order
+    assert levels["low"]["holds"] == "untestable" and not levels["low"]["control_passed"]
+    assert levels["high"]["holds"] == "no" and levels["high"]["forget_score_mean"] == 0.4
+    assert levels["high"]["mean_gap"]["ft"] == pytest.approx(0.5)
+    assert f1_memorised({"low": by_level["low"], "medium": _f1_cells((60.0, 61.0, 59.0), (2.0, 2.1, 1.9))},
+                        0.5)["difficulty"] == "medium"
