@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -245,8 +246,11 @@ class Companion:
         self.process = subprocess.Popen([sys.executable, "-m", "unlearn_pipeline.mlflow_companion"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.replies: dict[str, dict] = {}
+        self.answered = threading.Condition()
         self.files = 0
         self.broken = False
+        # read every answer as it comes: unread answers would fill the pipe and stall the companion
+        threading.Thread(target=self._read_answers, name="mlflow-companion-answers", daemon=True).start()
 
     def send(self, message: dict[str, Any]) -> bool:
         """Queue one operation; False when the companion is gone (what follows is not logged)."""
@@ -262,16 +266,21 @@ class Companion:
                         "from here on", self.process.pid, error)
             return False
 
+    def _read_answers(self) -> None:
+        for line in self.process.stdout:
+            answer = json.loads(line)
+            with self.answered:
+                self.replies[answer.pop("key")] = answer
+                self.answered.notify_all()
+        with self.answered:  # the companion ended: nobody waits for an answer that cannot come
+            self.broken = True
+            self.answered.notify_all()
+
     def reply(self, key: str) -> dict[str, Any]:
         """The companion's answer to ``enter`` ``key``: ``run_id`` and ``origin`` (waits for it)."""
-        while key not in self.replies and not self.broken:
-            line = self.process.stdout.readline()
-            if not line:
-                self.broken = True
-                break
-            answer = json.loads(line)
-            self.replies[answer.pop("key")] = answer
-        return self.replies.get(key, {"run_id": None, "origin": {}})
+        with self.answered:
+            self.answered.wait_for(lambda: key in self.replies or self.broken)
+            return self.replies.get(key, {"run_id": None, "origin": {}})
 
     def spool_path(self, name: str) -> Path:
         self.files += 1
@@ -436,7 +445,11 @@ class TrackedRun:
         """Log the file ``path`` (``shown``: how messages name it, the path by default)."""
         if self._remote is not None:
             copy_path = self._remote.spool_path(Path(path).name)
-            shutil.copyfile(path, copy_path)  # as it is now: the output may change later
+            try:
+                shutil.copyfile(path, copy_path)  # as it is now: the output may change later
+            except OSError as error:  # tracking must never stop the stage
+                log.warning("MLflow: artifact %s not logged (%s)", path, error)
+                return
             self._remote.send({"op": "artifact", "key": self._key, "path": str(copy_path),
                                "artifact_path": artifact_path, "shown": str(path)})
             return
@@ -502,8 +515,12 @@ class TrackedRun:
 
         model_path = self._remote.spool_path("model.pt")
         example_path = model_path.with_name("input_example.npy")
-        torch.save(model, model_path)
-        numpy.save(example_path, numpy.asarray(input_example))
+        try:
+            torch.save(model, model_path)
+            numpy.save(example_path, numpy.asarray(input_example))
+        except Exception as error:  # OSError, or a module that cannot be pickled: never stop the stage
+            log.warning("MLflow: model %s not logged (%s)", registered_name, error)
+            return
         self._remote.send({"op": "model", "key": self._key, "registered_name": registered_name,
                            "file": str(model_path), "input_example": str(example_path), "tags": dict(tags or {})})
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHADOWS = Path("data/ulira/shadows")
+SHADOW_ADVERSARIAL = Path("data/adversarial/shadows.pt")  # AMUN's D_A of each random-track shadow
 TRACKS = ("random", "class")
 _TRACK_SEED = {"random": 0, "class": 1}
 
@@ -124,17 +125,51 @@ def unlearn_shadows(method_name: str, cfg, track: str, params: Params, data: Pre
     if params.ulira.shadows == 0:
         save_tensors(unlearned_path(track, method_name), {"logits": torch.empty(0)})
         return
+    from unlearn.unlearning import METHODS
+
     states = [load_tensors(shadow_path(track, "original", s))["state"] for s in range(params.ulira.shadows)]
     seeds = [shadow_seed(params.seed, track, "unlearn", s) for s in range(params.ulira.shadows)]
-    logits = unlearned_logits(method_name, cfg, candidates_of(track, data, params), states, seeds, params, data)
+    built = load_shadow_adversarial(params.ulira.shadows) if METHODS.get(method_name).needs_adversarial else None
+    logits = unlearned_logits(method_name, cfg, candidates_of(track, data, params), states, seeds, params, data, built)
     save_tensors(unlearned_path(track, method_name), {"logits": logits})
 
 
+def save_shadow_adversarial(params: Params, data: Prepared) -> None:
+    """AMUN's D_A of each random-track shadow's forget half (:func:`adversarial_examples`), in
+    :data:`SHADOW_ADVERSARIAL`: built once by stage ``adversarial`` rather than by each of
+    AMUN's variants (the same bits: the same shadow, the same settings)."""
+    import torch
+
+    from unlearn_pipeline.model_store import build_model
+
+    found = candidates_of("random", data, params)
+    blob = {}
+    for s in range(params.ulira.shadows):
+        model = build_model(params, data.meta)
+        model.load_state_dict(load_tensors(shadow_path("random", "original", s))["state"])
+        blob[str(s)] = vars(adversarial_examples(model, data, torch.as_tensor(found.shadow_forget(s)), params))
+    save_tensors(SHADOW_ADVERSARIAL, blob)
+
+
+def load_shadow_adversarial(shadows: int) -> list:
+    """The shadows' D_A that :func:`save_shadow_adversarial` saved."""
+    from unlearn.attacks import AdversarialSet
+
+    if not SHADOW_ADVERSARIAL.exists():
+        raise DataError(f"{SHADOW_ADVERSARIAL}: file not found; run `dvc repro adversarial`")
+    blob = load_tensors(SHADOW_ADVERSARIAL)
+    if len(blob) != shadows:
+        raise DataError(f"{SHADOW_ADVERSARIAL}: {len(blob)} shadows, params.yaml has ulira.shadows = {shadows}; "
+                        f"re-run `dvc repro adversarial`")
+    return [AdversarialSet(**blob[str(s)]) for s in range(shadows)]
+
+
 def unlearned_logits(method_name: str, cfg, found: Candidates, states: list[dict], seeds: list[int], params: Params,
-                     data: Prepared) -> torch.Tensor:
+                     data: Prepared, adversarial: list | None = None) -> torch.Tensor:
     """(S, M, C): each shadow (its weights ``states[s]``) after ``method_name`` unlearned its half
     of the candidates (with the generator seed ``seeds[s]``), on the candidates. AMUN's D_A is
-    built from each shadow as the ``adversarial`` stage builds it from the original."""
+    ``adversarial[s]``, else built from each shadow as the ``adversarial`` stage builds it from
+    the original."""
     import torch
 
     from unlearn.evaluation import predict
@@ -148,9 +183,11 @@ def unlearned_logits(method_name: str, cfg, found: Candidates, states: list[dict
         model = build_model(params, data.meta)
         model.load_state_dict(state)
         forget = torch.as_tensor(found.shadow_forget(s))
-        adversarial = adversarial_examples(model, data, forget, params) if method.needs_adversarial else None
+        shadow_set = None
+        if method.needs_adversarial:
+            shadow_set = adversarial[s] if adversarial is not None else adversarial_examples(model, data, forget, params)
         task = ForgetTask(data.images, data.labels, forget, torch.as_tensor(found.remain), len(data.meta["classes"]),
-                          adversarial, holdout=torch.as_tensor(found.shadow_holdout(s)))
+                          shadow_set, holdout=torch.as_tensor(found.shadow_holdout(s)))
         method.run(model, task, cfg, torch.Generator().manual_seed(seeds[s]))
         logits.append(predict(model, data.images[torch.as_tensor(found.indices)]))
         log.info("U-LiRA: %s unlearned shadow %d of %d in %.1f s", method_name, s + 1, len(states),

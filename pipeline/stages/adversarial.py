@@ -11,14 +11,17 @@ from unlearn_pipeline.common import ADVERSARIAL, METRICS_DIR, load_prepared, sta
 from unlearn_pipeline.model_store import load_model
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
+from unlearn_pipeline.ulira import save_shadow_adversarial
 
 log = logging.getLogger(__name__)
 
 
-@stage("adversarial", ("seed", "model", "adversarial", "execution.precision"))
+@stage("adversarial", ("seed", "model", "adversarial", "ulira.shadows", "execution.precision"))
 def adversarial(params: Params, run: TrackedRun) -> None:
     """AMUN's D_A: an adversarial example of every forget sample against the original model,
-    at (close to) the smallest L2 budget on a doubling grid, labelled with the model's prediction."""
+    at (close to) the smallest L2 budget on a doubling grid, labelled with the model's prediction;
+    and the same for each random-track U-LiRA shadow (:func:`unlearn_pipeline.ulira.save_shadow_adversarial`),
+    built here once instead of in each of AMUN's variants' stages."""
     import torch
 
     from unlearn.attacks import adversarial_set, choose_eps_init, input_diameter
@@ -55,5 +58,8 @@ def adversarial(params: Params, run: TrackedRun) -> None:
                     METRICS_DIR / "adversarial.json")
     log.info("D_A: %d samples in %.2f s (%.0f/s), eps_init %.3f, budgets %s", len(forget), seconds,
              metrics["samples_per_s"], eps_init, metrics["eps_counts"])
+    start = time.perf_counter()
+    save_shadow_adversarial(params, data)
+    log.info("D_A of %d U-LiRA shadows in %.2f s", params.ulira.shadows, time.perf_counter() - start)
     run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     run.log_artifact(METRICS_DIR / "adversarial.json", "metrics")

@@ -23,6 +23,25 @@ def repro(root, *targets: str) -> set[str]:
     return {name.removeprefix("studies/dvc.yaml:") for name in re.findall(r"Running stage '([^']+)'", done.stdout)}
 
 
+def _assert_shadow_adversarial_is_what_amun_would_build(project):
+    """Stage adversarial's D_A of each random-track shadow equals what AMUN's stages built before."""
+    import torch
+
+    from unlearn.config import load_params
+    from unlearn_pipeline.common import load_prepared
+    from unlearn_pipeline.model_store import build_model
+    from unlearn_pipeline.ulira import adversarial_examples, candidates_of, load_shadow_adversarial, shadow_path
+
+    params, data = load_params(project / "params.yaml"), load_prepared()
+    saved = load_shadow_adversarial(params.ulira.shadows)
+    assert len(saved) == 4
+    model = build_model(params, data.meta)
+    model.load_state_dict(torch.load(project / shadow_path("random", "original", 3), weights_only=True)["state"])
+    forget = torch.as_tensor(candidates_of("random", data, params).shadow_forget(3))
+    built = adversarial_examples(model, data, forget, params)
+    assert all(torch.equal(getattr(saved[3], k), getattr(built, k)) for k in vars(built)) and len(built.labels) > 0
+
+
 def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert repro(project) == ALL_STAGES
     assert list((project / ".checkpoints").glob("*")) == []  # every training removed its checkpoint
@@ -64,6 +83,7 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert json.loads((project / "metrics" / "requests.json").read_text())["methods"] == {}
     assert "tilt_strength" in json.loads((project / "metrics" / "class" / "trw.json").read_text())
     assert len(list((project / "data" / "ulira" / "shadows" / "class").glob("original_*.pt"))) == 4
+    _assert_shadow_adversarial_is_what_amun_would_build(project)
     retrained = json.loads((project / "metrics" / "class" / "retrain.json").read_text())
     assert retrained["forget_acc"] == 0 and retrained["seeds"] == 2 and retrained["avg_gap"] == 0
     class_report = (project / "reports" / "class_results.md").read_text()

@@ -318,6 +318,9 @@ def test_a_stage_logs_through_its_companion_what_it_would_log_itself(store, tmp_
             with pytest.raises(RuntimeError):
                 with TrackedRun("failing", {}) as failed:
                     raise RuntimeError("stage failed")
+            for k in range(60):  # ~90 KB of answers nobody asks for: more than a pipe holds
+                with TrackedRun(f"tune-point {k}", {}, parent=run.run_id):
+                    pass
     finally:
         finish_companion()
     client = mlflow.MlflowClient(store)
@@ -328,6 +331,8 @@ def test_a_stage_logs_through_its_companion_what_it_would_log_itself(store, tmp_
     assert nested.data.tags["mlflow.parentRunId"] == run.run_id and nested.data.metrics == {"avg_gap": 0.5}
     assert nested.data.tags["git.commit"] == record.data.tags["git.commit"]
     assert client.get_run(failed.run_id).info.status == "FAILED"
+    nested_runs = client.search_runs([record.info.experiment_id], f"tags.mlflow.parentRunId = '{run.run_id}'")
+    assert len(nested_runs) == 62  # the job run, the failing one and the 60 tuning points
     assert Path(client.download_artifacts(run.run_id, "report/report.md", str(tmp_path / "got"))).read_text() == (
         "as logged")
     (version,) = client.search_model_versions("name='cnn'")
