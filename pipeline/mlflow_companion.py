@@ -15,6 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 
 def _warm_up() -> None:
     """Import what the first run needs (MLflow, its sqlite store), touching no store."""
@@ -28,7 +30,11 @@ def serve(requests, replies) -> None:
 
     runs: dict[str, TrackedRun] = {}
     for line in requests:
-        message = json.loads(line)
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:  # the stage was interrupted while writing it
+            log.warning("MLflow companion: skipped an unreadable operation: %.80s", line)
+            continue
         op, key = message.pop("op"), message.pop("key", None)
         if op == "enter":
             run = TrackedRun(message["name"], message["params"], tags=message["tags"], parent=message["parent"],
@@ -59,6 +65,8 @@ def _log_model(run, message: dict) -> None:
     try:
         model = torch.load(files[0], weights_only=False)  # written by the stage process a moment ago
         run.log_model(model, message["registered_name"], numpy.load(files[1]), tags=message["tags"])
+    except Exception as error:  # an unreadable file: the other operations still go through
+        log.warning("MLflow: model %s not logged (%s)", message["registered_name"], error)
     finally:
         for path in files:
             path.unlink(missing_ok=True)

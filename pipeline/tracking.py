@@ -303,7 +303,10 @@ def start_companion() -> None:
     """Log this process's runs through a :class:`Companion` (unless ``UNLEARN_MLFLOW_COMPANION=0``)."""
     global _companion
     if _companion is None and os.environ.get(COMPANION_ENV, "1") != "0":
-        _companion = Companion()
+        try:
+            _companion = Companion()
+        except OSError as error:  # tracking must never stop the stage: it logs from its own process
+            log.warning("MLflow: no logging companion (%s); this stage logs from its own process", error)
 
 
 def finish_companion() -> None:

@@ -46,7 +46,7 @@ def test_a_waiting_stage_never_holds_a_worker_an_independent_ready_stage_needs()
 
 
 TARGETS = ["retrain", "adversarial"]  # a sub-graph where two branches can overlap after prepare
-TARGET_STAGES = {"prepare", "import_model", "train", *TARGETS}
+TARGET_STAGES = {"prepare", "import_model", "train", "ulira_shadows", *TARGETS}  # adversarial: the shadows' D_A too
 
 
 def test_flow_runs_the_graph_concurrently_and_then_hits_the_cache(project, prefect_server):
