@@ -63,12 +63,16 @@ def chosen_config(cfg, result: dict):
     return cfg.model_copy(update=update)
 
 
-def memorized_cells(params: Params) -> dict[str, dict[str, list[dict]]]:
-    """Per level of ``memorized_study.levels``: every model's metrics per cell (``original``
-    and ``retrain`` with their gaps, each method), the cells in the same order."""
-    by_level = {}
+def memorized_results(params: Params) -> tuple[dict[str, dict[str, list[dict]]], dict[str, float]]:
+    """Per level of ``memorized_study.levels``, read once: every model's metrics per cell
+    (``original`` and ``retrain`` with their gaps, each method; the cells in the same order),
+    and the forget sets' mean memorisation score over the cells."""
+    import numpy as np
+
+    by_level, scores = {}, {}
     for level in params.memorized_study.levels:
         cells = read_study_file(level_path(level))["cells"]
         models = list(next(iter(cells.values()))["models"])
         by_level[level] = {m: [cell["models"][m] for cell in cells.values()] for m in models}
-    return by_level
+        scores[level] = round(float(np.mean([cell["forget_score_mean"] for cell in cells.values()])), 4)
+    return by_level, scores

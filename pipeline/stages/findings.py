@@ -23,7 +23,7 @@ from unlearn.config import Params
 from unlearn.io import write_json, write_text
 from unlearn_pipeline.cells import target_label
 from unlearn_pipeline.common import METRICS_DIR, PLOTS_DIR, REPORTS_DIR, csv_text, figure, markdown_table
-from unlearn_pipeline.seed_study import SWEEP, level_path, memorized_cells, method_path, read_study_file
+from unlearn_pipeline.seed_study import SWEEP, memorized_results, method_path, read_study_file
 from unlearn_pipeline.stages import stage
 from unlearn_pipeline.tracking import TrackedRun
 
@@ -45,6 +45,7 @@ def findings(params: Params, run: TrackedRun) -> None:
                                        variants=class_variants(params))
     smooth = _smoothness(params)
     transfer = _transfer(params)
+    memorised, forget_scores = memorized_results(params)
     result = {
         "F1": seed_study["F1"],
         "F2": smoother_smaller_gap(smooth["gaps"], smooth["models"], smooth["rough"], smooth["smooth"],
@@ -54,8 +55,7 @@ def findings(params: Params, run: TrackedRun) -> None:
                                          transfer["trend"]),
         "F4": seed_study["F4"],
         **class_study,
-        "F1-memorised": f1_memorised(memorized_cells(params), rules.margins["F1"], rules.alpha,
-                                     _forget_scores(params)),
+        "F1-memorised": f1_memorised(memorised, rules.margins["F1"], rules.alpha, forget_scores),
     }
     write_json(METRICS_DIR / "findings.json", result)
     write_json(METRICS_DIR / "smoothness.json", smooth["summary"])
@@ -82,15 +82,6 @@ def accurate_target(accuracy: dict[str, float], ordered: list[str], max_drop: fl
            f"({'within' if kept else 'more than'} {max_drop:g} points)")
     return chosen, {"rule": f"a clipped target keeps test accuracy within {max_drop:g} points", "passed": bool(kept),
                     "why": why if kept else f"no clipped target keeps accuracy: {why}"}
-
-
-def _forget_scores(params: Params) -> dict[str, float]:
-    """Per memorisation level: the forget sets' mean memorisation score over its cells."""
-    import numpy as np
-
-    return {level: round(float(np.mean([c["forget_score_mean"]
-                                         for c in read_study_file(level_path(level))["cells"].values()])), 4)
-            for level in params.memorized_study.levels}
 
 
 def _sweep_cells(params: Params) -> dict[str, list[dict]]:
