@@ -15,8 +15,9 @@ import sys
 from unlearn.errors import ConfigError, UserError
 
 
-def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> None:
-    """Validate params, then run stage ``name`` inside one MLflow run."""
+def run_stage(name: str, items: list[str], params_file: str = "params.yaml", companion: bool = True) -> None:
+    """Validate params, then run stage ``name`` inside one MLflow run (its MLflow calls made by a
+    companion process when ``companion``: see :func:`unlearn_pipeline.tracking.start_companion`)."""
     from unlearn.config import load_params
     from unlearn_pipeline.stages import load_stage
     from unlearn_pipeline.tracking import finish_companion, start_companion
@@ -24,7 +25,8 @@ def run_stage(name: str, items: list[str], params_file: str = "params.yaml") -> 
     stage = load_stage(name)
     _check_items(name, stage.fn, items)
     params = load_params(params_file)
-    start_companion()  # MLflow's import overlaps torch's and the stage's work
+    if companion:
+        start_companion()  # MLflow's import overlaps torch's and the stage's work
     try:
         _run_tracked(name, stage, items, params)
     finally:
@@ -98,7 +100,9 @@ def _terminate(signum, frame) -> None:
     raise Terminated
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, companion: bool = True) -> int:
+    """Run one stage in this process; ``companion=False`` where MLflow is imported already (a
+    stage run by :mod:`unlearn_pipeline.stage_server`), so that a companion would save nothing."""
     from unlearn_pipeline.stages import MODULES
 
     parser = argparse.ArgumentParser(prog="python -m unlearn_pipeline", description="Run one pipeline stage.")
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        run_stage(args.stage, args.items, args.params)
+        run_stage(args.stage, args.items, args.params, companion=companion)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -121,5 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def launch() -> int:
+    """The command line: a warm stage server runs the stage when one is up (and one is started
+    for the next stage when none is), else this process does."""
+    from unlearn_pipeline.stage_server import run_served
+
+    status = run_served(sys.argv)
+    return main() if status is None else status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch())

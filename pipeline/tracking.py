@@ -49,6 +49,8 @@ EXECUTION_ENV = "UNLEARN_EXECUTION"  # set by the Prefect flow: the id of its ex
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3 UI: model training, not GenAI
 PENDING = Path(".unlearn/mlflow-pending")  # one folder per run with something not logged
 COMPANION_ENV = "UNLEARN_MLFLOW_COMPANION"  # "0": a stage logs from its own process (no companion)
+# The process that DVC started for this stage when a stage server runs it (not this process's parent).
+launcher_pid: int | None = None
 
 
 def tracking_uri(root: Path = Path(".")) -> str:
@@ -148,7 +150,7 @@ def _derived_execution() -> str:
     with contextlib.suppress(Exception):  # no psutil, or the tree changed under us: a lone run
         import psutil
 
-        process = psutil.Process(os.getppid())
+        process = psutil.Process(launcher_pid or os.getppid())
         for _ in range(64):  # the depth of any real process tree
             with contextlib.suppress(psutil.Error):
                 if _is_dvc(process.cmdline()):

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,17 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # two test workers on the CPU's cores: one thread each, no oversubscription
     os.environ["OMP_NUM_THREADS"] = "1"
+# The stages' warm servers (unlearn_pipeline.stage_server): this test process's own, stopped at its end.
+STAGE_SERVERS = Path(tempfile.mkdtemp(prefix="unlearn-stage-servers-"))
+os.environ["UNLEARN_STAGE_SERVER_DIR"] = str(STAGE_SERVERS)
+os.environ.setdefault("UNLEARN_STAGE_SERVER_IDLE_S", "120")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    from unlearn_pipeline.stage_server import stop_servers
+
+    stop_servers(STAGE_SERVERS)
+    shutil.rmtree(STAGE_SERVERS, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list) -> None:
