@@ -15,7 +15,9 @@ in the clone times:
 The stages run with the project's virtualenv first on PATH (so ``python`` is the
 venv's), PYTHONPATH set to the clone's code (its ``src/unlearn``, and its ``pipeline/``
 through a link named ``unlearn_pipeline``; not the editable install's), and ``MLFLOW_TRACKING_URI=sqlite:///<tmp>/mlflow.db``
-so the project's MLflow store is not touched.
+so the project's MLflow store is not touched. Stage servers (``unlearn_pipeline.stage_server``)
+live in a folder of the run's own, so the full run starts cold, and are stopped at the end;
+``--no-server`` sets ``UNLEARN_STAGE_SERVER=0`` (every stage in its own process).
 
 ``--rev`` checks out another commit in the clone, to time an older version the same way
 (run the two one after the other: the machine is noisy).
@@ -65,7 +67,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[f
     return seconds, output, [(name, end - t) for (name, t), end in zip(marks, ends)]
 
 
-def stage_env(venv_bin: Path, repo: Path, tmp: Path) -> dict[str, str]:
+def stage_env(venv_bin: Path, repo: Path, tmp: Path, server: bool = True) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(venv_bin), env.get("PATH", "")])
     env["VIRTUAL_ENV"] = str(venv_bin.parent)
@@ -75,13 +77,14 @@ def stage_env(venv_bin: Path, repo: Path, tmp: Path) -> dict[str, str]:
         (links / "unlearn_pipeline").symlink_to(repo / "pipeline", target_is_directory=True)
     env["PYTHONPATH"] = os.pathsep.join([str(links), str(repo / "src")])
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
-    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
+               UNLEARN_STAGE_SERVER_DIR=str(tmp / "stage-servers"), UNLEARN_STAGE_SERVER="1" if server else "0")
     env.pop("UNLEARN_PARENT_RUN_ID", None)
     return env
 
 
 def bench(project: Path, tmp: Path, repeats: int, rev: str = "HEAD",
-          change: str = "unlearn.amun.lr=0.02") -> list[tuple[str, float, str]]:
+          change: str = "unlearn.amun.lr=0.02", server: bool = True) -> list[tuple[str, float, str]]:
     repo = tmp / "repo"
     venv_bin = project / ".venv" / "bin"
     if not (venv_bin / "dvc").exists():
@@ -96,7 +99,7 @@ def bench(project: Path, tmp: Path, repeats: int, rev: str = "HEAD",
     if (repo / "data" / "prepared").exists() or (repo / ".dvc" / "cache").exists():
         sys.exit("the clone already has outputs or a DVC cache; the full run would not be a full run")
 
-    env = stage_env(venv_bin, repo, tmp)
+    env = stage_env(venv_bin, repo, tmp, server)
     seconds, log, stages = run([dvc, "repro"], cwd=repo, env=env)
     skipped = [line.split("'")[1] for line in log.splitlines()
                if line.startswith("Stage '") and ("didn't change" in line or "is cached" in line)]
@@ -141,12 +144,19 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (its path is printed)")
     parser.add_argument("--project", type=Path, default=DEFAULT_PROJECT, help="the project to clone")
     parser.add_argument("--rev", default="HEAD", help="the commit to check out in the clone (default HEAD)")
+    parser.add_argument("--no-server", action="store_true", help="run every stage in its own process")
     parser.add_argument("--set", default="unlearn.amun.lr=0.02", help="the one-parameter change to time with "
                         "`dvc exp run -S` (default unlearn.amun.lr=0.02)")
     args = parser.parse_args()
 
     with scratch_folder("bench-repro-", args.keep) as tmp:
-        rows = bench(args.project.resolve(), tmp, args.repeats, args.rev, args.set)
+        try:
+            rows = bench(args.project.resolve(), tmp, args.repeats, args.rev, args.set, not args.no_server)
+        finally:
+            if (tmp / "stage-servers").exists():
+                from unlearn_pipeline.stage_server import stop_servers
+
+                stop_servers(tmp / "stage-servers")
         print("| what | seconds | target |")
         print("|---|---:|---|")
         for what, seconds, target in rows:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 EPOCH_IMAGES = 50_000
 DA_ROUNDS = 2
 STAGE_S = 8.0
-FIXED_STAGES = 12  # dvc.yaml's stages besides the unlearn@ / unlearn_class@ ones
+FIXED_STAGES = 13  # dvc.yaml's stages besides the unlearn@ / unlearn_class@ ones
 CIFAR10 = {"train": 50_000, "test": 10_000, "classes": 10}
 FORGET_FREE = {"ft", "l1_sparse"}  # methods that never train on the forget set
 

@@ -247,13 +247,13 @@ def _accept(connection: socket.socket, listener: socket.socket, lock, log) -> No
         while len(message) < 8 + size:
             chunk = connection.recv(MAX_REQUEST)
             if not chunk:
-                raise ValueError("the launcher went away")
+                raise ValueError("it closed before its request was whole")
             message += chunk
         request = json.loads(message[8:])
         if len(fds) != 3:
-            raise ValueError("the launcher passed no standard streams")
+            raise ValueError("it passed no standard streams")
     except (OSError, ValueError) as error:
-        log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} refused a request: {error}\n")
+        log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} ignored a connection: {error}\n")
         for fd in fds:
             os.close(fd)
         return

@@ -43,7 +43,7 @@ def _assert_shadow_adversarial_is_what_amun_would_build(project):
 
 
 def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
-    assert repro(project) == ALL_STAGES
+    assert repro(project) == {"code", *ALL_STAGES}  # code: each stage's code hashes (no MLflow run)
     assert list((project / ".checkpoints").glob("*")) == []  # every training removed its checkpoint
     for name in ("original", "retrain"):
         metrics = json.loads((project / "metrics" / "random" / f"{name}.json").read_text())
@@ -139,10 +139,10 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
     assert repro(project) == {"unlearn_class@trw", "evaluate_class"}
     with open(project / "src" / "unlearn" / "evaluation" / "gap.py", "a") as handle:  # the Avg Gap's code
         handle.write("\n# edited\n")
-    assert repro(project) == {"evaluate", "evaluate_class"}  # what scores a gap (the requests too), nothing else
+    assert repro(project) == {"code", "evaluate", "evaluate_class"}  # what scores a gap (the requests too), nothing else
     with open(project / "pipeline" / "stages" / "requests.py", "a") as handle:  # one stage's module
         handle.write("\n# edited\n")
-    assert repro(project) == {"requests", "requests_retrain"}  # unchanged outputs: evaluate and audit do not re-run
+    assert repro(project) == {"code", "requests", "requests_retrain"}  # unchanged outputs: evaluate and audit do not re-run
 
     import mlflow
 
@@ -197,7 +197,7 @@ def test_repro_caches_reruns_what_changed_and_tracks_each_stage(project):
 
 
 def test_the_seed_study_runs_per_method_and_reruns_only_what_changed(project):
-    assert repro(project, "studies/dvc.yaml") == {"prepare", *STUDY_STAGES}
+    assert repro(project, "studies/dvc.yaml") == {"code", "prepare", *STUDY_STAGES}
     sweep = json.loads((project / "metrics" / "sweep.json").read_text())
     assert sweep["cells"] == 2 and set(sweep["models"]) == {"retrain", "original", "amun", "ft"}
     assert sweep["lr"]["ft"] in (0.01, 0.05) and sweep["models"]["retrain"]["avg_gap"]["mean"] == 0
