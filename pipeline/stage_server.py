@@ -282,22 +282,41 @@ def _wait_for_stage(connection: socket.socket, request: dict, fds: list[int]) ->
     if stage == 0:
         connection.close()
         _run_stage(request, fds)  # never returns
+    with contextlib.suppress(OSError):
+        os.setpgid(stage, stage)  # as the stage does itself: whichever runs first, the launcher can signal the group
     for fd in fds:
         os.close(fd)
-    connection.sendall(json.dumps({"pid": stage}).encode() + b"\n")
-    watch = [connection]
+    launcher_alive = _send(connection, {"pid": stage})
+    watch = [connection] if launcher_alive else []
     with contextlib.suppress(OSError):
         watch.append(os.pidfd_open(stage))
+    if not launcher_alive:
+        _signal_group(stage, signal.SIGKILL)
     while True:
         ready, _, _ = select.select(watch, [], [], None if len(watch) > 1 else 0.05)
-        if connection in ready and not connection.recv(1):  # the launcher is gone (killed)
+        if connection in ready and not _receive(connection):  # the launcher is gone (killed)
             _signal_group(stage, signal.SIGKILL)
             watch.remove(connection)
         done, status = os.waitpid(stage, os.WNOHANG)
         if done:
             break
-    with contextlib.suppress(OSError):
-        connection.sendall(json.dumps({"status": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+    _send(connection, {"status": os.waitstatus_to_exitcode(status)})
+
+
+def _send(connection: socket.socket, message: dict) -> bool:
+    try:
+        connection.sendall(json.dumps(message).encode() + b"\n")
+        return True
+    except OSError:
+        return False
+
+
+def _receive(connection: socket.socket) -> bytes:
+    """A byte from the launcher (which sends none), or b"" once it has closed or died."""
+    try:
+        return connection.recv(1)
+    except OSError:
+        return b""
 
 
 def _run_stage(request: dict, fds: list[int]) -> None:

@@ -41,6 +41,9 @@ def test_dvc_yaml_declares_exactly_the_sections_each_stage_reads():
     for path in (ROOT / "dvc.yaml", ROOT / "studies" / "dvc.yaml"):
         for name, spec in yaml.safe_load(path.read_text())["stages"].items():
             spec = spec.get("do", spec)
+            if not spec["cmd"].startswith("python -m unlearn_pipeline "):
+                assert name == "code" and "params" not in spec, name  # hashing the code reads no params
+                continue
             stage = spec["cmd"].removeprefix("python -m unlearn_pipeline ").split()[0]
             declared = tuple(p.replace("${key}", "${item}") for p in spec.get("params", []) if isinstance(p, str))
             assert declared == stages[stage].sections, name

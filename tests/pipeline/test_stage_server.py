@@ -4,6 +4,7 @@ life (start, idle end, a stale socket, turned off) needs no care from the user."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import signal
@@ -92,8 +93,11 @@ def _stage_processes(folder: Path) -> list:
     import psutil
 
     [lock] = folder.glob("*.lock")
-    server = psutil.Process(int(lock.read_text()))
-    return [stage for waiter in server.children() for stage in waiter.children()]
+    stages = []
+    for waiter in psutil.Process(int(lock.read_text())).children():
+        with contextlib.suppress(psutil.NoSuchProcess):  # a waiter that has just ended
+            stages += waiter.children()
+    return stages
 
 
 def _start_training(project: Path) -> subprocess.Popen:
