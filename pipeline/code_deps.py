@@ -7,7 +7,7 @@ both dvc.yaml files depends on its own file rather than on its 20-50 code files,
 
 - an edit re-runs exactly the stages that import the edited file: their file's content changes,
   the others' does not (stage ``code`` itself re-runs on any edit under ``pipeline/`` or
-  ``src/unlearn/``, in well under a second);
+  ``src/unlearn/``; the command takes about 0.3 s);
 - dvc.lock holds one code entry per stage instead of about 40. DVC rewrites the whole lock after
   every stage it runs; at 7,322 lines that took 2.0 s a stage (ruamel.yaml's round trip), and
   every no-op ``dvc repro`` parsed it.
