@@ -130,7 +130,11 @@ def launch() -> int:
     for the next stage when none is), else this process does."""
     from unlearn_pipeline.stage_server import run_served
 
-    status = run_served(sys.argv)
+    try:
+        status = run_served(sys.argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return main() if status is None else status
 
 

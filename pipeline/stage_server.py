@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from unlearn.errors import ConfigError
+
 ENABLED_ENV = "UNLEARN_STAGE_SERVER"  # "0": no server; each stage runs in its own process
 DIR_ENV = "UNLEARN_STAGE_SERVER_DIR"
 IDLE_ENV = "UNLEARN_STAGE_SERVER_IDLE_S"
@@ -49,7 +51,24 @@ MAX_REQUEST = 1 << 22
 
 
 def enabled() -> bool:
-    return sys.platform == "linux" and os.environ.get(ENABLED_ENV, "1") != "0" and hasattr(socket, "send_fds")
+    """Whether stages go to a server: ``UNLEARN_STAGE_SERVER`` is 1 (the default) or 0, on Linux."""
+    value = os.environ.get(ENABLED_ENV, "1")
+    if value not in ("0", "1"):
+        raise ConfigError(f"{ENABLED_ENV} = {value!r}: allowed are 1 (stages run in a warm server, the default) "
+                          "and 0 (each stage in its own process)")
+    return value == "1" and sys.platform == "linux" and hasattr(socket, "send_fds")
+
+
+def idle_seconds() -> float:
+    """``UNLEARN_STAGE_SERVER_IDLE_S``: how long a server waits for a stage before it ends."""
+    value = os.environ.get(IDLE_ENV, str(DEFAULT_IDLE_S))
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"{IDLE_ENV} = {value!r}: allowed is a number of seconds > 0 (default {DEFAULT_IDLE_S:g})")
+    return seconds
 
 
 def server_dir() -> Path:
@@ -102,6 +121,7 @@ def run_served(argv: list[str]) -> int | None:
     None when no server took it (one is then started for the stages that follow)."""
     if not enabled():
         return None
+    idle = idle_seconds()
     try:
         path = socket_path()
     except OSError:
@@ -110,7 +130,7 @@ def run_served(argv: list[str]) -> int | None:
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         connection.connect(str(path))
     except OSError:
-        start_server(path)
+        start_server(path, idle)
         return None
     with connection:
         return _hand_over(connection, argv)
@@ -166,12 +186,14 @@ def _umask() -> int:
     return mask
 
 
-def start_server(path: Path) -> None:
-    """Start a server on ``path`` in the background, detached from this process and its terminal."""
+def start_server(path: Path, idle_s: float) -> None:
+    """Start a server on ``path`` that ends after ``idle_s`` seconds without a stage, in the
+    background, detached from this process and its terminal."""
     import subprocess
 
     with contextlib.suppress(OSError):
-        subprocess.Popen([sys.executable, *_interpreter_flags(), "-m", "unlearn_pipeline.stage_server", str(path)],
+        subprocess.Popen([sys.executable, *_interpreter_flags(), "-m", "unlearn_pipeline.stage_server", str(path),
+                          str(idle_s)],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True, close_fds=True)
 
@@ -414,8 +436,7 @@ def stop_servers(folder: Path | None = None) -> list[int]:
 
 
 def main() -> None:
-    idle = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE_S)
-    serve(Path(sys.argv[1]), idle)
+    serve(Path(sys.argv[1]), float(sys.argv[2]))
 
 
 if __name__ == "__main__":

@@ -129,10 +129,9 @@ def test_signals_reach_the_served_stage_and_it_dies_with_its_launcher(project, s
     assert not (project / "data/models/original.pt").exists()
 
 
-def test_an_idle_server_ends_and_removes_its_socket(servers, monkeypatch):
-    monkeypatch.setenv(stage_server.IDLE_ENV, "1")
+def test_an_idle_server_ends_and_removes_its_socket(servers):
     path = stage_server.socket_path()
-    stage_server.start_server(path)
+    stage_server.start_server(path, idle_s=1)
     _wait_for(path.exists)
     _wait_for(lambda: not path.exists())
 
@@ -145,6 +144,16 @@ def test_a_stale_socket_is_replaced(project, servers):
     done = subprocess.run([*STAGE, "prepare"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr  # ran in its own process
     _wait_for(lambda: _answers(path))
+
+
+@pytest.mark.parametrize("key, value", [(stage_server.ENABLED_ENV, "yes"), (stage_server.IDLE_ENV, "0"),
+                                        (stage_server.IDLE_ENV, "five")])
+def test_a_bad_setting_is_one_line_naming_it_and_runs_nothing(project, servers, monkeypatch, key, value):
+    monkeypatch.setenv(key, value)
+    done = subprocess.run([*STAGE, "prepare"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and f"{key} = {value!r}: allowed" in done.stderr
+    assert not (project / "data/prepared").exists() and not servers.exists()
 
 
 def test_turned_off_no_server_starts(servers, monkeypatch):
