@@ -128,13 +128,16 @@ def main(argv: list[str] | None = None, companion: bool = True) -> int:
 def launch() -> int:
     """The command line: a warm stage server runs the stage when one is up (and one is started
     for the next stage when none is), else this process does."""
-    from unlearn_pipeline.stage_server import run_served
+    from unlearn_pipeline.stage_server import Interrupted, run_served
 
     try:
         status = run_served(sys.argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:  # e.g. Ctrl-C while a starting server had not taken the stage yet
+        print(f"error: interrupted ({signal.Signals(exc.signum).name}) before the stage started", file=sys.stderr)
+        return 128 + exc.signum
     return main() if status is None else status
 
 

@@ -136,12 +136,40 @@ def run_served(argv: list[str]) -> int | None:
         return _hand_over(connection, argv)
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal reached the launcher before its stage started (so the stage does not run)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Forward:
+    """The launcher's handler of SIGINT, SIGTERM and SIGHUP: before the stage runs, the signal ends
+    the launcher (:class:`Interrupted`); afterwards it goes to the stage's process group."""
+
+    def __init__(self) -> None:
+        self.stage: int | None = None
+
+    def __call__(self, signum: int, frame) -> None:
+        if self.stage is None:
+            raise Interrupted(signum)
+        _signal_group(self.stage, signum)
+
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _hand_over(connection: socket.socket, argv: list[str]) -> int | None:
+    ignored = [signum for signum in FORWARDED if signal.getsignal(signum) == signal.SIG_IGN]  # the stage ignores them too
     request = json.dumps({
         "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "path": sys.path, "umask": _umask(),
-        "launcher": os.getpid(), "dont_write_bytecode": sys.dont_write_bytecode,
+        "launcher": os.getpid(), "dont_write_bytecode": sys.dont_write_bytecode, "ignored": ignored,
         "encoding": getattr(sys.stdout, "encoding", None) or "utf-8",
     }).encode()
+    forward = _Forward()
+    for signum in set(FORWARDED) - set(ignored):
+        signal.signal(signum, forward)
     try:
         for fd in (0, 1, 2):
             os.fstat(fd)
@@ -152,17 +180,14 @@ def _hand_over(connection: socket.socket, argv: list[str]) -> int | None:
     started = _reply(replies)
     if started is None:  # the server ended before forking the stage: nothing ran
         return None
-    stage = started["pid"]
-    forward = lambda signum, frame: _signal_group(stage, signum)  # noqa: E731
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, forward)
+    forward.stage = started["pid"]
     ended = _reply(replies)
     if ended is None:
-        print(f"error: the stage process (pid {stage}) ended without an exit status", file=sys.stderr)
+        print(f"error: the stage process (pid {forward.stage}) ended without an exit status", file=sys.stderr)
         return 1
     status = ended["status"]
     if status < 0:
-        print(f"error: the stage process (pid {stage}) was killed by signal {-status}", file=sys.stderr)
+        print(f"error: the stage process (pid {forward.stage}) was killed by signal {-status}", file=sys.stderr)
         return 128 - status
     return status
 
@@ -347,8 +372,9 @@ def _run_stage(request: dict, fds: list[int]) -> None:
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for signum in FORWARDED:  # as the launcher had them (a background job ignores SIGINT)
+        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        signal.signal(signum, signal.SIG_IGN if signum in request["ignored"] else default)
     code = 1
     try:
         os.chdir(request["cwd"])

@@ -179,3 +179,20 @@ def test_the_key_follows_import_time_settings_only():
     assert stage_server.server_key({**base, "MLFLOW_TRACKING_URI": "sqlite:///b.db", "DVC_STAGE": "prepare"}) == key
     for changed in ({"OMP_NUM_THREADS": "1"}, {"PYTHONHASHSEED": "0"}, {"CUDA_VISIBLE_DEVICES": ""}):
         assert stage_server.server_key({**base, **changed}) != key, changed
+
+
+def test_a_signal_while_the_server_is_busy_starting_stops_the_launcher_cleanly(project, servers):
+    """A server still importing leaves the launcher waiting in its backlog: SIGTERM (or Ctrl-C)
+    then ends the launcher with one line and status 128 + N, and the stage never runs."""
+    busy = socket.socket(socket.AF_UNIX)
+    busy.bind(str(stage_server.socket_path()))
+    busy.listen(1)  # never accepts, as a server in the middle of its imports
+    with busy:
+        launcher = subprocess.Popen([*STAGE, "prepare"], stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=30)
+    err = launcher.communicate(timeout=30)[1]  # the stderr it passed was queued in the backlog until `busy` closed
+    assert launcher.returncode == 128 + signal.SIGTERM
+    assert err.strip() == "error: interrupted (SIGTERM) before the stage started"
+    assert not (project / "data/prepared").exists()
