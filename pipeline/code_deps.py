@@ -69,8 +69,20 @@ def _is_type_checking(node: ast.If) -> bool:
     return isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
 
 
-def imported_modules(path: Path, root: Path = Path(".")) -> set[str]:
+def imported_modules(path: Path, root: Path = Path(".")) -> frozenset[str]:
     """Every module an import statement of ``path`` names, skipping ``if TYPE_CHECKING:`` blocks."""
+    return _imported_modules(path, root, _version(root / path))
+
+
+def _version(path: Path) -> tuple[int, int]:
+    """What tells one content of a file from the next in this process's caches."""
+    info = path.stat()
+    return info.st_mtime_ns, info.st_size
+
+
+@lru_cache(maxsize=None)
+def _imported_modules(path: Path, root: Path, version: tuple[int, int]) -> frozenset[str]:
+    """Parsed once per file version (the stages share most of their files)."""
     found: set[str] = set()
     package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
 
@@ -97,10 +109,9 @@ def imported_modules(path: Path, root: Path = Path(".")) -> set[str]:
             visit(child)
 
     visit(ast.parse((root / path).read_text()))
-    return found
+    return frozenset(found)
 
 
-@lru_cache(maxsize=None)
 def stage_files(stage: str, root: Path = Path(".")) -> frozenset[Path]:
     """The project files (relative to ``root``) that ``python -m unlearn_pipeline <stage>`` imports."""
     from unlearn_pipeline.stages import MODULES
@@ -120,9 +131,18 @@ def stage_files(stage: str, root: Path = Path(".")) -> frozenset[Path]:
     return frozenset(seen)
 
 
+def _sha256(path: Path) -> str:
+    return _hash_of_version(path, _version(path))
+
+
+@lru_cache(maxsize=None)
+def _hash_of_version(path: Path, version: tuple[int, int]) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def fingerprint(stage: str, root: Path = Path(".")) -> str:
     """``<sha256>  <path>`` of every file the stage imports, sorted by path."""
-    lines = [f"{hashlib.sha256((root / path).read_bytes()).hexdigest()}  {path.as_posix()}"
+    lines = [f"{_sha256(root / path)}  {path.as_posix()}"
              for path in sorted(stage_files(stage, root))]
     return f"# the code `python -m unlearn_pipeline {stage}` imports (unlearn_pipeline.code_deps)\n" + "\n".join(lines) + "\n"
 
