@@ -56,7 +56,7 @@ def enabled() -> bool:
     if value not in ("0", "1"):
         raise ConfigError(f"{ENABLED_ENV} = {value!r}: allowed are 1 (stages run in a warm server, the default) "
                           "and 0 (each stage in its own process)")
-    return value == "1" and sys.platform == "linux" and hasattr(socket, "send_fds")
+    return value == "1" and sys.platform == "linux"
 
 
 def idle_seconds() -> float:
@@ -109,8 +109,8 @@ def server_key(env: dict[str, str] | None = None) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def socket_path(key: str | None = None) -> Path:
-    return server_dir() / f"{key or server_key()}.sock"
+def socket_path() -> Path:
+    return server_dir() / f"{server_key()}.sock"
 
 
 # ---------------------------------------------------------------- launcher side
@@ -168,17 +168,12 @@ def _hand_over(connection: socket.socket, argv: list[str]) -> int | None:
         "encoding": getattr(sys.stdout, "encoding", None) or "utf-8",
     }).encode()
     forward = _Forward()
-    for signum in set(FORWARDED) - set(ignored):
-        signal.signal(signum, forward)
-    try:
-        for fd in (0, 1, 2):
-            os.fstat(fd)
-        socket.send_fds(connection, [len(request).to_bytes(8, "big") + request], [0, 1, 2])
-    except OSError:  # a closed standard stream, or a server that is ending: run here
-        return None
-    replies = connection.makefile("r")
-    started = _reply(replies)
-    if started is None:  # the server ended before forking the stage: nothing ran
+    before = {signum: signal.signal(signum, forward) for signum in set(FORWARDED) - set(ignored)}
+    replies = connection.makefile("r")  # one buffered reader for both answers
+    started = _send_request(connection, request, replies)
+    if started is None:  # nothing ran: the stage runs in this process, with this process's handlers
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
         return None
     forward.stage = started["pid"]
     ended = _reply(replies)
@@ -190,6 +185,16 @@ def _hand_over(connection: socket.socket, argv: list[str]) -> int | None:
         print(f"error: the stage process (pid {forward.stage}) was killed by signal {-status}", file=sys.stderr)
         return 128 - status
     return status
+
+
+def _send_request(connection: socket.socket, request: bytes, replies) -> dict | None:
+    """Send the request with this process's standard streams; the server's answer (the stage's
+    pid), or None when a stream is closed (EBADF) or the server ended before forking the stage."""
+    try:
+        socket.send_fds(connection, [len(request).to_bytes(8, "big") + request], [0, 1, 2])
+    except OSError:
+        return None
+    return _reply(replies)
 
 
 def _reply(replies) -> dict | None:
